@@ -1,0 +1,225 @@
+"""`lstmkit compare`: train lstmkit and the built-in side by side."""
+
+import argparse
+import datetime
+import logging
+import pathlib
+import sys
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_TASK = "digits"
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Adds the `compare` subcommand."""
+    from lstmkit.compare.models import MODELS
+    from lstmkit.compare.tasks import TASKS
+
+    tasks = ", ".join(f"{t.name} ({t.description})" for t in TASKS.values())
+    parser = subparsers.add_parser(
+        "compare",
+        help="train lstmkit and the TensorFlow built-in side by side",
+        description=(
+            "Train the same classifier twice, from identical initial weights "
+            "on identical batches: once on lstmkit and once on "
+            "tf.compat.v1.nn.dynamic_rnn (or bidirectional_dynamic_rnn) with "
+            "the v1 LSTMCell. Writes report.json and learning_curves.png "
+            f"to --out. Tasks: {tasks}."
+        ),
+    )
+    parser.add_argument(
+        "--task", choices=sorted(TASKS), default=DEFAULT_TASK,
+        help=f"data set to train on (default: {DEFAULT_TASK})",
+    )
+    parser.add_argument(
+        "--model", choices=MODELS, default="lstm",
+        help="lstm: final h of one LSTM; bilstm: final h of both "
+        "directions, concatenated (default: lstm)",
+    )
+    parser.add_argument(
+        "--data-dir", type=pathlib.Path, default=None,
+        help="folder that holds the data files themselves; without it "
+        "lstmkit looks in $LSTMKIT_DATA/<task> and then in Keras' cache",
+    )
+    parser.add_argument(
+        "--epochs", type=_positive_int, default=None,
+        help="passes over the training set (default: 30 for digits, "
+        "10 for mnist)",
+    )
+    parser.add_argument(
+        "--batch-size", type=_positive_int, default=128,
+        help="examples per training step (default: 128)",
+    )
+    parser.add_argument(
+        "--units", type=_positive_int, default=128,
+        help="LSTM units per direction (default: 128)",
+    )
+    parser.add_argument(
+        "--learning-rate", type=_positive_float, default=1e-3,
+        help="Adam learning rate (default: 0.001)",
+    )
+    parser.add_argument(
+        "--limit", type=_positive_int, default=None,
+        help="use only the first N training examples; the test set stays "
+        "whole",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=0,
+        help="seeds weights, data split and shuffling (default: 0)",
+    )
+    parser.add_argument(
+        "--out", type=pathlib.Path, default=None,
+        help="output folder (default: runs/<task>-<model>-<time>)",
+    )
+    parser.add_argument(
+        "--overwrite", action="store_true",
+        help="replace the report in an --out folder that already has one",
+    )
+    parser.add_argument(
+        "--no-progress", action="store_true",
+        help="hide the progress bar",
+    )
+    parser.set_defaults(handler=run)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a positive integer, got {text!r}"
+        ) from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(
+            f"expected a positive integer, got {value}"
+        )
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a positive number, got {text!r}"
+        ) from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(
+            f"expected a positive finite number, got {text}"
+        )
+    return value
+
+
+def run(args: argparse.Namespace) -> int:
+    """Runs the comparison; returns 0, or 2 on bad input or missing data."""
+    from lstmkit.data import DataFormatError, DataNotFoundError
+
+    try:
+        out = _prepare_out_dir(args)
+        dataset = _load_dataset(args)
+    except (DataNotFoundError, DataFormatError, ValueError) as error:
+        print(f"lstmkit compare: error: {error}", file=sys.stderr)
+        return 2
+    _train_and_report(args, dataset, out)
+    return 0
+
+
+def _prepare_out_dir(args: argparse.Namespace) -> pathlib.Path:
+    from lstmkit.compare.report import REPORT_NAME
+
+    out = args.out
+    if out is None:
+        stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+        out = pathlib.Path("runs") / f"{args.task}-{args.model}-{stamp}"
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} exists and is not a folder.")
+    if (out / REPORT_NAME).exists() and not args.overwrite:
+        raise ValueError(
+            f"--out {out} already contains {REPORT_NAME}; choose another "
+            "folder or pass --overwrite to replace it."
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def _load_dataset(args: argparse.Namespace) -> Any:
+    from lstmkit.compare.tasks import TASKS
+
+    task = TASKS[args.task]
+    dataset = task.load(args.data_dir, args.seed)
+    if args.epochs is None:
+        args.epochs = task.epochs
+    return dataset.limit_train(args.limit)
+
+
+def _train_and_report(
+    args: argparse.Namespace, dataset: Any, out: pathlib.Path
+) -> None:
+    import keras
+
+    from lstmkit.compare import report
+    from lstmkit.compare.models import make_twin_classifiers
+    from lstmkit.compare.training import train_side_by_side
+
+    keras.utils.set_random_seed(args.seed)
+    _, time_steps, depth = dataset.x_train.shape
+    classifiers = make_twin_classifiers(
+        args.model, args.units, dataset.num_classes, depth
+    )
+    settings = _settings(args, dataset)
+    title = (
+        f"{args.task}, {args.model}, {args.units} units, "
+        f"{len(dataset.x_train)} training examples"
+    )
+    print(
+        f"Training {args.model} on {args.task} ({dataset.source}): "
+        f"{len(dataset.x_train)} train / {len(dataset.x_test)} test, "
+        f"{time_steps} steps of {depth} features, {args.epochs} epochs.\n"
+        f"Both models start from identical weights.\n"
+    )
+    print(report.table_header(), flush=True)
+
+    def on_epoch_end(epoch: int, result: Any) -> None:
+        print(report.format_epoch_row(epoch, result), flush=True)
+        document = report.build_report(result, settings)
+        report.write_json(document, out / report.REPORT_NAME)
+        report.plot_learning_curves(document, out / report.PLOT_NAME, title)
+
+    result = train_side_by_side(
+        classifiers,
+        dataset,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        learning_rate=args.learning_rate,
+        seed=args.seed,
+        on_epoch_end=on_epoch_end,
+        progress=not args.no_progress,
+    )
+    print(
+        f"\nLargest absolute difference of the test logits after the last "
+        f"epoch: {result.logit_diffs[-1]:.3g}\n"
+        f"Report: {out / report.REPORT_NAME}\n"
+        f"Plot:   {out / report.PLOT_NAME}"
+    )
+
+
+def _settings(args: argparse.Namespace, dataset: Any) -> dict[str, Any]:
+    return {
+        "task": args.task,
+        "model": args.model,
+        "epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "units": args.units,
+        "learning_rate": args.learning_rate,
+        "limit": args.limit,
+        "seed": args.seed,
+        "optimizer": "adam",
+        "data_source": dataset.source,
+        "train_examples": int(len(dataset.x_train)),
+        "test_examples": int(len(dataset.x_test)),
+        "time_steps": int(dataset.x_train.shape[1]),
+        "features": int(dataset.x_train.shape[2]),
+        "reference": "tf.compat.v1.nn with the v1 LSTMCell (tf_keras)",
+    }

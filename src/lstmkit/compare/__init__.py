@@ -1,0 +1,1 @@
+"""Side-by-side training of lstmkit and the TensorFlow built-in."""

@@ -1,0 +1,138 @@
+"""Reports of a comparison run: a JSON file, a plot and a terminal table."""
+
+import dataclasses
+import json
+import os
+import pathlib
+import platform
+import sys
+from typing import Any
+
+import numpy as np
+
+from lstmkit.compare.training import ComparisonResult
+
+REPORT_NAME = "report.json"
+PLOT_NAME = "learning_curves.png"
+
+
+def versions() -> dict[str, str]:
+    """Collects the versions and hardware a result depends on."""
+    import keras
+    import tensorflow as tf
+    import tf_keras
+
+    import lstmkit
+
+    return {
+        "lstmkit": lstmkit.__version__,
+        "python": sys.version.split()[0],
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "tf_keras": tf_keras.__version__,
+        "numpy": np.__version__,
+        "platform": platform.platform(),
+        "processor": _processor_name(),
+        "cpu_count": str(os.cpu_count()),
+        "gpus": str(len(tf.config.list_physical_devices("GPU"))),
+    }
+
+
+def _processor_name() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def build_report(
+    result: ComparisonResult, settings: dict[str, Any]
+) -> dict[str, Any]:
+    """Assembles the report dictionary written to `report.json`."""
+    return {
+        "models": {
+            name: dataclasses.asdict(history)
+            for name, history in result.histories.items()
+        },
+        "max_abs_logit_diff": result.logit_diffs[-1],
+        "max_abs_logit_diff_per_epoch": result.logit_diffs,
+        "settings": settings,
+        "versions": versions(),
+    }
+
+
+def write_json(report: dict[str, Any], path: pathlib.Path) -> None:
+    """Writes `report` to `path` through a temporary file and a rename.
+
+    A reader never sees a half-written file, even if the run is killed.
+    """
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(json.dumps(report, indent=2) + "\n")
+    os.replace(temporary, path)
+
+
+def plot_learning_curves(
+    report: dict[str, Any], path: pathlib.Path, title: str
+) -> None:
+    """Plots loss, accuracy and logit difference per epoch to a PNG file."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    models = report["models"]
+    epochs = np.arange(1, len(next(iter(models.values()))["train_loss"]) + 1)
+    figure, axes = plt.subplots(1, 3, figsize=(14, 4))
+    styles = {"lstmkit": "-o", "builtin": "--s"}
+
+    for name, history in models.items():
+        style = styles.get(name, "-")
+        axes[0].plot(epochs, history["train_loss"], style, label=name)
+        accuracy = 100 * np.asarray(history["test_accuracy"])
+        axes[1].plot(epochs, accuracy, style, label=name)
+    diffs = np.maximum(report["max_abs_logit_diff_per_epoch"], 1e-12)
+    axes[2].semilogy(epochs, diffs, "-o", color="black")
+
+    axes[0].set(xlabel="epoch", ylabel="train loss", title="Training loss")
+    axes[1].set(xlabel="epoch", ylabel="test accuracy (%)",
+                title="Test accuracy")
+    axes[2].set(xlabel="epoch", ylabel="max |logit difference|",
+                title="lstmkit vs built-in, test logits")
+    for axis in axes[:2]:
+        axis.legend()
+    for axis in axes:
+        axis.grid(True, alpha=0.3)
+        axis.set_xticks(epochs)
+    figure.suptitle(title)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def format_epoch_row(epoch: int, result: ComparisonResult) -> str:
+    """Formats one epoch of both models as a row of the terminal table."""
+    cells = [f"{epoch:>5}"]
+    for name in ("lstmkit", "builtin"):
+        history = result.histories[name]
+        cells.append(
+            f"{history.train_loss[-1]:>10.4f} "
+            f"{100 * history.test_accuracy[-1]:>8.2f} "
+            f"{history.seconds[-1]:>7.1f}"
+        )
+    cells.append(f"{result.logit_diffs[-1]:>12.2e}")
+    return " | ".join(cells)
+
+
+def table_header() -> str:
+    """Returns the two header lines matching `format_epoch_row`."""
+    group = f"{'loss':>10} {'acc %':>8} {'sec':>7}"
+    first = (
+        f"{'':>5} | {'lstmkit':^27} | {'builtin':^27} | "
+        f"{'max |dlogit|':>12}"
+    )
+    second = f"{'epoch':>5} | {group} | {group} | {'':>12}"
+    return first + "\n" + second
