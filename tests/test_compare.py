@@ -179,3 +179,35 @@ def test_console_script_help_runs():
     assert result.returncode == 0, result.stderr
     assert "--task" in result.stdout
     assert "digits" in result.stdout
+
+
+@pytest.mark.parametrize(
+    "task, model, metrics",
+    [
+        ("vowels", "lstm", {"test_accuracy"}),
+        ("chunking", "bilstm", {"test_accuracy", "test_f1"}),
+        ("pos", "bilstm", {"test_accuracy"}),
+    ],
+)
+def test_compare_variable_length_task_agrees(
+    task, model, metrics, shared_data, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("LSTMKIT_DATA", str(shared_data))
+    out = tmp_path / task
+
+    status = run_compare([
+        "--task", task, "--epochs", "1", "--limit", "150",
+        "--units", "16", "--out", str(out),
+    ])
+
+    assert status == 0
+    report = read_report(out)
+    assert_report_layout(report, epochs=1)
+    assert report["settings"]["model"] == model
+    for name, history in report["models"].items():
+        assert metrics <= set(history), f"{name} lacks {metrics}"
+    assert report["max_abs_logit_diff"] < MAX_LOGIT_DIFF_ONE_EPOCH
+    for metric in metrics:
+        ours = report["models"]["lstmkit"][metric][0]
+        builtin = report["models"]["builtin"][metric][0]
+        assert ours == pytest.approx(builtin, abs=1e-3), metric

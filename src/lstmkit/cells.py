@@ -263,8 +263,10 @@ class LSTMCell(RecurrentCell):
         self.built = True
 
     def _weight_initializer(self) -> keras.initializers.Initializer:
-        # A fresh object per variable: a seeded Keras initializer would
-        # otherwise repeat the same values for every variable.
+        # A fresh object per variable: a Keras 3 initializer fixes its seed
+        # when created, so one unseeded object would repeat its values in
+        # every variable of the same shape. An explicitly seeded initializer
+        # still repeats them, as in the v1 cell.
         if self.initializer is None:
             return keras.initializers.GlorotUniform()
         initializer = keras.initializers.get(self.initializer)
@@ -372,13 +374,22 @@ class LSTMCell(RecurrentCell):
                 f"{state!r:.200}"
             )
         c, h = state
-        return LSTMStateTuple(
-            tf.convert_to_tensor(c, dtype=self.compute_dtype),
-            tf.convert_to_tensor(h, dtype=self.compute_dtype),
-        )
+        return LSTMStateTuple(self._as_state_part(c), self._as_state_part(h))
+
+    def _as_state_part(self, value: Any) -> tf.Tensor:
+        # A tensor keeps its dtype, so that the drivers report a dtype
+        # mismatch as a TypeError naming the state field. Arrays and lists
+        # are converted to the cell's dtype.
+        if tf.is_tensor(value):
+            return tf.convert_to_tensor(value)
+        return tf.convert_to_tensor(value, dtype=self.compute_dtype)
 
     def get_config(self) -> dict:
         config = super().get_config()
+        if self._dtype_from_inputs and not self.built:
+            # Keep "dtype from the first inputs" for a cell restored before
+            # it was built.
+            config["dtype"] = None
         initializer = self.initializer
         if initializer is not None and not isinstance(initializer, str):
             initializer = keras.initializers.serialize(

@@ -20,6 +20,10 @@ logger = logging.getLogger(__name__)
 
 _INT_DTYPES = (tf.int32, tf.int64)
 
+# Number of lengths that a run-time length error prints. TensorFlow's
+# default of 3 hides a bad length in any later row.
+_MAX_LENGTHS_SHOWN = 1000
+
 
 def as_inputs(inputs: Any, time_major: bool) -> tf.Tensor:
     """Converts `inputs` to a float tensor of rank 3 and checks it.
@@ -151,8 +155,12 @@ def as_lengths(
         lengths = _assert_lengths(lengths, batch, time)
 
     lengths = tf.cast(lengths, tf.int32)
-    if static_batch is None:
-        lengths = tf.ensure_shape(lengths, [None])
+    # With a static batch size, EnsureShape checks the count when a graph
+    # runs. Grappler's constant folding drops the count assertion of
+    # _assert_lengths once a consumer such as tf.reverse_sequence implies
+    # [batch] lengths (TF 2.21), and a wrong count then fails later in an
+    # unrelated op. EnsureShape is kept and names both counts.
+    lengths = tf.ensure_shape(lengths, [static_batch])
     return tf.clip_by_value(lengths, 0, tf.cast(time, tf.int32))
 
 
@@ -212,7 +220,9 @@ def _assert_lengths(lengths: tf.Tensor, batch: Any, time: Any) -> tf.Tensor:
             message="sequence_length must have one entry per batch row",
         ),
         tf.debugging.assert_non_negative(
-            lengths, message="sequence_length must not be negative"
+            lengths,
+            message="sequence_length must not be negative",
+            summarize=_MAX_LENGTHS_SHOWN,
         ),
         tf.debugging.assert_less_equal(
             lengths,
@@ -220,6 +230,7 @@ def _assert_lengths(lengths: tf.Tensor, batch: Any, time: Any) -> tf.Tensor:
             message=(
                 "sequence_length must not exceed the number of time steps"
             ),
+            summarize=_MAX_LENGTHS_SHOWN,
         ),
     ]
     with tf.control_dependencies(checks):

@@ -34,9 +34,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help=f"data set to train on (default: {DEFAULT_TASK})",
     )
     parser.add_argument(
-        "--model", choices=MODELS, default="lstm",
-        help="lstm: final h of one LSTM; bilstm: final h of both "
-        "directions, concatenated (default: lstm)",
+        "--model", choices=MODELS, default=None,
+        help="lstm: one direction; bilstm: both directions, concatenated "
+        "(default: bilstm for tagging tasks, lstm otherwise)",
     )
     parser.add_argument(
         "--data-dir", type=pathlib.Path, default=None,
@@ -45,16 +45,21 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--epochs", type=_positive_int, default=None,
-        help="passes over the training set (default: 30 for digits, "
-        "10 for mnist)",
+        help="passes over the training set (default: per task, "
+        + ", ".join(f"{t.name} {t.epochs}" for t in TASKS.values())
+        + ")",
     )
     parser.add_argument(
-        "--batch-size", type=_positive_int, default=128,
-        help="examples per training step (default: 128)",
+        "--batch-size", type=_positive_int, default=None,
+        help="examples per training step (default: per task, "
+        + ", ".join(f"{t.name} {t.batch_size}" for t in TASKS.values())
+        + ")",
     )
     parser.add_argument(
-        "--units", type=_positive_int, default=128,
-        help="LSTM units per direction (default: 128)",
+        "--units", type=_positive_int, default=None,
+        help="LSTM units per direction (default: per task, "
+        + ", ".join(f"{t.name} {t.units}" for t in TASKS.values())
+        + ")",
     )
     parser.add_argument(
         "--learning-rate", type=_positive_float, default=1e-3,
@@ -118,11 +123,11 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         out = _prepare_out_dir(args)
-        dataset = _load_dataset(args)
+        task_data = _prepare_task(args)
     except (DataNotFoundError, DataFormatError, ValueError) as error:
         print(f"lstmkit compare: error: {error}", file=sys.stderr)
         return 2
-    _train_and_report(args, dataset, out)
+    _train_and_report(args, task_data, out)
     return 0
 
 
@@ -144,52 +149,58 @@ def _prepare_out_dir(args: argparse.Namespace) -> pathlib.Path:
     return out
 
 
-def _load_dataset(args: argparse.Namespace) -> Any:
+def _prepare_task(args: argparse.Namespace) -> Any:
     from lstmkit.compare.tasks import TASKS
 
     task = TASKS[args.task]
-    dataset = task.load(args.data_dir, args.seed)
     if args.epochs is None:
         args.epochs = task.epochs
-    return dataset.limit_train(args.limit)
+    if args.model is None:
+        args.model = task.model
+    if args.units is None:
+        args.units = task.units
+    if args.batch_size is None:
+        args.batch_size = task.batch_size
+    return task.prepare(args.data_dir, args.seed, args.limit)
 
 
 def _train_and_report(
-    args: argparse.Namespace, dataset: Any, out: pathlib.Path
+    args: argparse.Namespace, task_data: Any, out: pathlib.Path
 ) -> None:
     import keras
 
     from lstmkit.compare import report
-    from lstmkit.compare.models import make_twin_classifiers
+    from lstmkit.compare.models import make_twin_models
     from lstmkit.compare.training import train_side_by_side
 
     keras.utils.set_random_seed(args.seed)
-    _, time_steps, depth = dataset.x_train.shape
-    classifiers = make_twin_classifiers(
-        args.model, args.units, dataset.num_classes, depth
-    )
-    settings = _settings(args, dataset)
+    models = make_twin_models(task_data, args.model, args.units)
+    settings = _settings(args, task_data)
     title = (
         f"{args.task}, {args.model}, {args.units} units, "
-        f"{len(dataset.x_train)} training examples"
+        f"{settings['train_examples']} training examples"
     )
     print(
-        f"Training {args.model} on {args.task} ({dataset.source}): "
-        f"{len(dataset.x_train)} train / {len(dataset.x_test)} test, "
-        f"{time_steps} steps of {depth} features, {args.epochs} epochs.\n"
+        f"Training {args.model} on {args.task} "
+        f"({settings['data_source']}): {settings['train_examples']} train / "
+        f"{settings['test_examples']} test, {args.epochs} epochs.\n"
         f"Both models start from identical weights.\n"
     )
-    print(report.table_header(), flush=True)
+    header_printed = False
 
     def on_epoch_end(epoch: int, result: Any) -> None:
+        nonlocal header_printed
+        if not header_printed:
+            print(report.table_header(result), flush=True)
+            header_printed = True
         print(report.format_epoch_row(epoch, result), flush=True)
         document = report.build_report(result, settings)
         report.write_json(document, out / report.REPORT_NAME)
         report.plot_learning_curves(document, out / report.PLOT_NAME, title)
 
     result = train_side_by_side(
-        classifiers,
-        dataset,
+        models,
+        task_data,
         epochs=args.epochs,
         batch_size=args.batch_size,
         learning_rate=args.learning_rate,
@@ -205,7 +216,7 @@ def _train_and_report(
     )
 
 
-def _settings(args: argparse.Namespace, dataset: Any) -> dict[str, Any]:
+def _settings(args: argparse.Namespace, task_data: Any) -> dict[str, Any]:
     return {
         "task": args.task,
         "model": args.model,
@@ -216,10 +227,6 @@ def _settings(args: argparse.Namespace, dataset: Any) -> dict[str, Any]:
         "limit": args.limit,
         "seed": args.seed,
         "optimizer": "adam",
-        "data_source": dataset.source,
-        "train_examples": int(len(dataset.x_train)),
-        "test_examples": int(len(dataset.x_test)),
-        "time_steps": int(dataset.x_train.shape[1]),
-        "features": int(dataset.x_train.shape[2]),
+        **task_data.settings(),
         "reference": "tf.compat.v1.nn with the v1 LSTMCell (tf_keras)",
     }

@@ -31,6 +31,8 @@ class SequenceClassifier(tf.Module):
         units: LSTM units per direction.
         num_classes: number of output classes.
         input_depth: features per time step.
+        use_lengths: pass the batch's lengths to the RNN as
+            `sequence_length`; off for equal-length data.
     """
 
     def __init__(
@@ -40,6 +42,7 @@ class SequenceClassifier(tf.Module):
         units: int,
         num_classes: int,
         input_depth: int,
+        use_lengths: bool = False,
     ):
         super().__init__(name=f"{implementation}_{model}")
         if implementation not in IMPLEMENTATIONS:
@@ -54,6 +57,7 @@ class SequenceClassifier(tf.Module):
         self.implementation = implementation
         self.model = model
         self.input_depth = input_depth
+        self.use_lengths = use_lengths
         directions = 2 if model == "bilstm" else 1
         self.cells = [self._make_cell(units) for _ in range(directions)]
         for cell in self.cells:
@@ -119,14 +123,29 @@ class SequenceClassifier(tf.Module):
         return tf.concat([state_fw.h, state_bw.h], axis=-1)
 
     def __call__(
-        self, x: tf.Tensor, lengths: tf.Tensor | None = None
+        self,
+        inputs: dict[str, tf.Tensor],
+        lengths: tf.Tensor,
+        dropout_seed: tf.Tensor | None = None,
     ) -> tf.Tensor:
-        """Computes logits `[batch, num_classes]` for `x` `[batch, time, d]`."""
-        return self.head(self.features(x, lengths))
+        """Computes logits `[batch, num_classes]`.
+
+        Args:
+            inputs: `{"x": [batch, time, input_depth]}`.
+            lengths: `[batch]` int32; passed to the RNN only when the
+                classifier was created with `use_lengths=True`.
+            dropout_seed: unused; the classifier has no dropout.
+        """
+        lengths = lengths if self.use_lengths else None
+        return self.head(self.features(inputs["x"], lengths))
 
 
 def make_twin_classifiers(
-    model: str, units: int, num_classes: int, input_depth: int
+    model: str,
+    units: int,
+    num_classes: int,
+    input_depth: int,
+    use_lengths: bool = False,
 ) -> dict[str, SequenceClassifier]:
     """Creates the built-in classifier and an lstmkit twin with its weights.
 
@@ -136,11 +155,35 @@ def make_twin_classifiers(
     Returns:
         `{"lstmkit": ..., "builtin": ...}`.
     """
-    builtin = SequenceClassifier(
-        "builtin", model, units, num_classes, input_depth
+    twins = {
+        name: SequenceClassifier(
+            name, model, units, num_classes, input_depth, use_lengths
+        )
+        for name in ("builtin", "lstmkit")
+    }
+    twins["lstmkit"].copy_weights_from(twins["builtin"])
+    return {"lstmkit": twins["lstmkit"], "builtin": twins["builtin"]}
+
+
+def make_twin_models(task_data: Any, model: str, units: int) -> dict[str, Any]:
+    """Creates lstmkit and built-in models for a task, with equal weights.
+
+    Args:
+        task_data: a prepared `lstmkit.compare.tasks.TaskData`.
+        model: `"lstm"` or `"bilstm"`.
+        units: LSTM units per direction.
+
+    Returns:
+        `{"lstmkit": ..., "builtin": ...}`.
+    """
+    if getattr(task_data, "is_tagging", False):
+        from lstmkit.compare.tagging import make_twin_taggers
+
+        return make_twin_taggers(task_data, model, units)
+    return make_twin_classifiers(
+        model,
+        units,
+        task_data.num_classes,
+        task_data.features,
+        use_lengths=task_data.uses_lengths,
     )
-    ours = SequenceClassifier(
-        "lstmkit", model, units, num_classes, input_depth
-    )
-    ours.copy_weights_from(builtin)
-    return {"lstmkit": ours, "builtin": builtin}

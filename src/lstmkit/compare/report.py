@@ -1,6 +1,5 @@
 """Reports of a comparison run: a JSON file, a plot and a terminal table."""
 
-import dataclasses
 import json
 import os
 import pathlib
@@ -55,7 +54,7 @@ def build_report(
     """Assembles the report dictionary written to `report.json`."""
     return {
         "models": {
-            name: dataclasses.asdict(history)
+            name: history.as_dict()
             for name, history in result.histories.items()
         },
         "max_abs_logit_diff": result.logit_diffs[-1],
@@ -92,14 +91,15 @@ def plot_learning_curves(
     for name, history in models.items():
         style = styles.get(name, "-")
         axes[0].plot(epochs, history["train_loss"], style, label=name)
-        accuracy = 100 * np.asarray(history["test_accuracy"])
-        axes[1].plot(epochs, accuracy, style, label=name)
+        for metric in [k for k in history if k.startswith("test_")]:
+            values = 100 * np.asarray(history[metric])
+            label = f"{name} {metric.removeprefix('test_')}"
+            axes[1].plot(epochs, values, style, label=label)
     diffs = np.maximum(report["max_abs_logit_diff_per_epoch"], 1e-12)
     axes[2].semilogy(epochs, diffs, "-o", color="black")
 
     axes[0].set(xlabel="epoch", ylabel="train loss", title="Training loss")
-    axes[1].set(xlabel="epoch", ylabel="test accuracy (%)",
-                title="Test accuracy")
+    axes[1].set(xlabel="epoch", ylabel="percent", title="Test metrics")
     axes[2].set(xlabel="epoch", ylabel="max |logit difference|",
                 title="lstmkit vs built-in, test logits")
     for axis in axes[:2]:
@@ -113,25 +113,39 @@ def plot_learning_curves(
     plt.close(figure)
 
 
+def _metric_names(result: ComparisonResult) -> list[str]:
+    return list(result.histories["lstmkit"].metrics)
+
+
+def _short(metric: str) -> str:
+    return metric.removeprefix("test_").replace("accuracy", "acc") + " %"
+
+
 def format_epoch_row(epoch: int, result: ComparisonResult) -> str:
     """Formats one epoch of both models as a row of the terminal table."""
     cells = [f"{epoch:>5}"]
     for name in ("lstmkit", "builtin"):
         history = result.histories[name]
-        cells.append(
-            f"{history.train_loss[-1]:>10.4f} "
-            f"{100 * history.test_accuracy[-1]:>8.2f} "
-            f"{history.seconds[-1]:>7.1f}"
-        )
+        values = [f"{history.train_loss[-1]:>8.4f}"]
+        values += [
+            f"{100 * history.metrics[m][-1]:>7.2f}"
+            for m in _metric_names(result)
+        ]
+        values.append(f"{history.seconds[-1]:>6.1f}")
+        cells.append(" ".join(values))
     cells.append(f"{result.logit_diffs[-1]:>12.2e}")
     return " | ".join(cells)
 
 
-def table_header() -> str:
+def table_header(result: ComparisonResult) -> str:
     """Returns the two header lines matching `format_epoch_row`."""
-    group = f"{'loss':>10} {'acc %':>8} {'sec':>7}"
+    names = [f"{'loss':>8}"]
+    names += [f"{_short(m):>7}" for m in _metric_names(result)]
+    names.append(f"{'sec':>6}")
+    group = " ".join(names)
+    width = len(group)
     first = (
-        f"{'':>5} | {'lstmkit':^27} | {'builtin':^27} | "
+        f"{'':>5} | {'lstmkit':^{width}} | {'builtin':^{width}} | "
         f"{'max |dlogit|':>12}"
     )
     second = f"{'epoch':>5} | {group} | {group} | {'':>12}"

@@ -10,11 +10,9 @@ import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
 
-from lstmkit.compare.models import SequenceClassifier
+from lstmkit.compare.tasks import Batch, TaskData
 
 logger = logging.getLogger(__name__)
-
-EVAL_BATCH_SIZE = 1000
 
 
 @dataclasses.dataclass
@@ -22,14 +20,24 @@ class History:
     """Per-epoch results of one model.
 
     Attributes:
-        train_loss: mean training cross-entropy of each epoch.
-        test_accuracy: fraction of test examples classified correctly.
+        train_loss: mean training cross-entropy of each epoch (per example
+            for classification, per valid token for tagging).
+        metrics: per-epoch test metrics by name, such as `test_accuracy`
+            (a fraction in [0, 1]) and, for chunking, `test_f1`.
         seconds: training time of each epoch, evaluation excluded.
     """
 
     train_loss: list[float] = dataclasses.field(default_factory=list)
-    test_accuracy: list[float] = dataclasses.field(default_factory=list)
+    metrics: dict[str, list[float]] = dataclasses.field(default_factory=dict)
     seconds: list[float] = dataclasses.field(default_factory=list)
+
+    def as_dict(self) -> dict[str, list[float]]:
+        """Returns the report layout: one flat list per quantity."""
+        return {
+            "train_loss": self.train_loss,
+            **self.metrics,
+            "seconds": self.seconds,
+        }
 
 
 @dataclasses.dataclass
@@ -39,7 +47,7 @@ class ComparisonResult:
     Attributes:
         histories: `{"lstmkit": History, "builtin": History}`.
         logit_diffs: per epoch, the largest absolute difference between
-            the two models' test logits.
+            the two models' test logits (valid steps only for tagging).
     """
 
     histories: dict[str, History]
@@ -47,20 +55,19 @@ class ComparisonResult:
 
 
 def make_train_step(
-    classifier: SequenceClassifier, optimizer: keras.optimizers.Optimizer
-) -> Callable[[tf.Tensor, tf.Tensor], tf.Tensor]:
+    model: Any, task: TaskData, optimizer: keras.optimizers.Optimizer
+) -> Callable[..., tf.Tensor]:
     """Returns a compiled step: one Adam update on one batch, returns loss."""
-    variables = classifier.variables_in_order
+    variables = model.variables_in_order
 
-    @tf.function(input_signature=_signature(classifier, with_labels=True))
-    def train_step(x: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
+    signature = task.signature(with_labels=True)
+    signature.append(tf.TensorSpec([2], tf.int32))
+
+    @tf.function(input_signature=signature)
+    def train_step(inputs, lengths, labels, dropout_seed) -> tf.Tensor:
         with tf.GradientTape() as tape:
-            logits = classifier(x)
-            loss = tf.reduce_mean(
-                tf.nn.sparse_softmax_cross_entropy_with_logits(
-                    labels=y, logits=logits
-                )
-            )
+            logits = model(inputs, lengths, dropout_seed=dropout_seed)
+            loss = task.loss(logits, labels, lengths)
         gradients = tape.gradient(loss, variables)
         optimizer.apply_gradients(zip(gradients, variables))
         return loss
@@ -68,42 +75,29 @@ def make_train_step(
     return train_step
 
 
-def make_predict(
-    classifier: SequenceClassifier,
-) -> Callable[[tf.Tensor], tf.Tensor]:
-    """Returns a compiled function from inputs to logits."""
+def make_predict(model: Any, task: TaskData) -> Callable[..., tf.Tensor]:
+    """Returns a compiled function from a batch's inputs to logits."""
 
-    @tf.function(input_signature=_signature(classifier, with_labels=False))
-    def predict(x: tf.Tensor) -> tf.Tensor:
-        return classifier(x)
+    @tf.function(input_signature=task.signature(with_labels=False))
+    def predict(inputs, lengths) -> tf.Tensor:
+        return model(inputs, lengths)
 
     return predict
 
 
-def _signature(
-    classifier: SequenceClassifier, with_labels: bool
-) -> list[tf.TensorSpec]:
-    # A free batch dimension, so the smaller last batch reuses the graph.
-    spec = [tf.TensorSpec([None, None, classifier.input_depth], tf.float32)]
-    if with_labels:
-        spec.append(tf.TensorSpec([None], tf.int64))
-    return spec
-
-
-def predict_all(
-    predict: Callable[[tf.Tensor], tf.Tensor], x: np.ndarray
-) -> np.ndarray:
-    """Computes logits `[n, classes]` for `x` in fixed-size batches."""
-    parts = [
-        predict(tf.constant(x[start : start + EVAL_BATCH_SIZE])).numpy()
-        for start in range(0, len(x), EVAL_BATCH_SIZE)
+def predict_batches(
+    predict: Callable[..., tf.Tensor], batches: list[Batch]
+) -> list[np.ndarray]:
+    """Computes the logits of every batch, in order."""
+    return [
+        predict(batch.inputs, batch.lengths).numpy()
+        for batch in batches
     ]
-    return np.concatenate(parts, axis=0)
 
 
 def train_side_by_side(
-    classifiers: dict[str, SequenceClassifier],
-    data: Any,
+    models: dict[str, Any],
+    task: TaskData,
     epochs: int,
     batch_size: int,
     learning_rate: float,
@@ -111,52 +105,56 @@ def train_side_by_side(
     on_epoch_end: Callable[[int, ComparisonResult], None] | None = None,
     progress: bool = True,
 ) -> ComparisonResult:
-    """Trains every classifier on the same batches in the same order.
+    """Trains every model on the same batches in the same order.
 
     The steps of the models alternate batch by batch, so both see the same
     machine load and their epoch times are comparable.
 
     Args:
-        classifiers: `{"lstmkit": ..., "builtin": ...}`, with equal weights.
-        data: a `lstmkit.data.SequenceDataset`.
+        models: `{"lstmkit": ..., "builtin": ...}`, with equal weights.
+        task: the prepared data and its loss and metrics.
         epochs: passes over the training set.
-        batch_size: examples per step; the last batch may be smaller.
+        batch_size: examples per step; some batches may be smaller.
         learning_rate: Adam learning rate, the same for both.
-        seed: seeds the shuffling of each epoch.
+        seed: seeds the batch order of each epoch.
         on_epoch_end: called with the epoch number (from 1) and the result
             so far.
-        progress: show a progress bar on stderr.
+        progress: show a progress bar on stderr when it is a terminal.
 
     Returns:
         The histories and per-epoch logit differences.
     """
-    names = list(classifiers)
+    names = list(models)
     steps = {
         name: make_train_step(
-            classifier, keras.optimizers.Adam(learning_rate=learning_rate)
+            model, task, keras.optimizers.Adam(learning_rate=learning_rate)
         )
-        for name, classifier in classifiers.items()
+        for name, model in models.items()
     }
-    predicts = {name: make_predict(c) for name, c in classifiers.items()}
+    predicts = {name: make_predict(m, task) for name, m in models.items()}
     result = ComparisonResult({name: History() for name in names}, [])
     rng = np.random.default_rng(seed)
+    test_batches = task.test_batches(batch_size)
 
     for epoch in range(1, epochs + 1):
-        order = rng.permutation(len(data.x_train))
+        batches = task.train_batches(batch_size, rng)
         losses, seconds = _train_epoch(
-            steps, data, order, batch_size, epoch, epochs, progress
+            steps, batches, task, rng, epoch, epochs, progress
         )
         logits = {
-            name: predict_all(predicts[name], data.x_test) for name in names
+            name: predict_batches(predicts[name], test_batches)
+            for name in names
         }
         for name in names:
             history = result.histories[name]
             history.train_loss.append(losses[name])
             history.seconds.append(seconds[name])
-            history.test_accuracy.append(
-                float(np.mean(logits[name].argmax(-1) == data.y_test))
-            )
-        result.logit_diffs.append(_max_abs_diff(logits))
+            scores = task.evaluate(logits[name], test_batches)
+            for metric, value in scores.items():
+                history.metrics.setdefault(metric, []).append(value)
+        result.logit_diffs.append(
+            _max_abs_diff(task, logits, test_batches)
+        )
         if on_epoch_end is not None:
             on_epoch_end(epoch, result)
     return result
@@ -164,9 +162,9 @@ def train_side_by_side(
 
 def _train_epoch(
     steps: dict[str, Callable],
-    data: Any,
-    order: np.ndarray,
-    batch_size: int,
+    batches: list[Batch],
+    task: TaskData,
+    rng: np.random.Generator,
     epoch: int,
     epochs: int,
     progress: bool,
@@ -174,35 +172,44 @@ def _train_epoch(
     """Runs one epoch; returns mean loss and training seconds per model."""
     loss_sums = {name: 0.0 for name in steps}
     seconds = {name: 0.0 for name in steps}
-    starts = range(0, len(order), batch_size)
+    weight_total = 0.0
     bar = tqdm(
-        starts,
+        batches,
         desc=f"epoch {epoch}/{epochs}",
         unit="batch",
         leave=False,
         # None hides the bar when stderr is not a terminal.
         disable=None if progress else True,
     )
-    for start in bar:
-        index = order[start : start + batch_size]
-        x = tf.constant(data.x_train[index])
-        y = tf.constant(data.y_train[index])
+    for batch in bar:
+        # Both models get the same seed, so any dropout masks are equal.
+        dropout_seed = rng.integers(0, 2**31 - 1, size=2, dtype=np.int32)
+        weight = task.loss_weight(batch)
+        weight_total += weight
         for name, step in steps.items():
             began = time.perf_counter()
             # .numpy() waits for the step to finish, so the time is real.
-            loss = float(step(x, y).numpy())
+            loss = float(step(
+                batch.inputs, batch.lengths, batch.labels, dropout_seed
+            ).numpy())
             seconds[name] += time.perf_counter() - began
-            loss_sums[name] += loss * len(index)
-        bar.set_postfix({name: f"{loss_sums[name] / (start + len(index)):.4f}"
-                         for name in steps})
+            loss_sums[name] += loss * weight
+        bar.set_postfix(
+            {n: f"{loss_sums[n] / weight_total:.4f}" for n in steps}
+        )
     bar.close()
 
-    count = len(order)
-    return {n: s / count for n, s in loss_sums.items()}, seconds
+    return {n: s / weight_total for n, s in loss_sums.items()}, seconds
 
 
-def _max_abs_diff(logits: dict[str, np.ndarray]) -> float:
+def _max_abs_diff(
+    task: TaskData, logits: dict[str, list[np.ndarray]], batches: list[Batch]
+) -> float:
     values = list(logits.values())
     if len(values) < 2:
         return 0.0
-    return float(np.max(np.abs(values[0] - values[1])))
+    largest = 0.0
+    for ours, theirs, batch in zip(values[0], values[1], batches):
+        difference = np.abs(ours - theirs)
+        largest = max(largest, float(task.valid_max(difference, batch)))
+    return largest
