@@ -7,6 +7,8 @@ import pathlib
 import sys
 from typing import Any
 
+from lstmkit.cli.arguments import positive_float, positive_int
+
 logger = logging.getLogger(__name__)
 
 DEFAULT_TASK = "digits"
@@ -44,29 +46,29 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "lstmkit looks in $LSTMKIT_DATA/<task> and then in Keras' cache",
     )
     parser.add_argument(
-        "--epochs", type=_positive_int, default=None,
+        "--epochs", type=positive_int, default=None,
         help="passes over the training set (default: per task, "
         + ", ".join(f"{t.name} {t.epochs}" for t in TASKS.values())
         + ")",
     )
     parser.add_argument(
-        "--batch-size", type=_positive_int, default=None,
+        "--batch-size", type=positive_int, default=None,
         help="examples per training step (default: per task, "
         + ", ".join(f"{t.name} {t.batch_size}" for t in TASKS.values())
         + ")",
     )
     parser.add_argument(
-        "--units", type=_positive_int, default=None,
+        "--units", type=positive_int, default=None,
         help="LSTM units per direction (default: per task, "
         + ", ".join(f"{t.name} {t.units}" for t in TASKS.values())
         + ")",
     )
     parser.add_argument(
-        "--learning-rate", type=_positive_float, default=1e-3,
+        "--learning-rate", type=positive_float, default=1e-3,
         help="Adam learning rate (default: 0.001)",
     )
     parser.add_argument(
-        "--limit", type=_positive_int, default=None,
+        "--limit", type=positive_int, default=None,
         help="use only the first N training examples; the test set stays "
         "whole",
     )
@@ -87,34 +89,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="hide the progress bar",
     )
     parser.set_defaults(handler=run)
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected a positive integer, got {text!r}"
-        ) from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(
-            f"expected a positive integer, got {value}"
-        )
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected a positive number, got {text!r}"
-        ) from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(
-            f"expected a positive finite number, got {text}"
-        )
-    return value
 
 
 def run(args: argparse.Namespace) -> int:

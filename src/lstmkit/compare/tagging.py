@@ -7,15 +7,15 @@ logits. Loss and metrics count valid tokens only.
 """
 
 import logging
-from typing import Any, Callable
+from typing import Any
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-import lstmkit
-from lstmkit import builtins, data
-from lstmkit.compare.models import IMPLEMENTATIONS, MODELS
+from lstmkit import data
+from lstmkit.compare.backends import LstmkitBackend
+from lstmkit.compare.models import copy_weights
 from lstmkit.compare.tasks import EVAL_BATCH_SIZE, Batch, TaskData
 
 logger = logging.getLogger(__name__)
@@ -221,12 +221,11 @@ class TaggingTask(TaskData):
 
 
 class SequenceTagger(tf.Module):
-    """An LSTM or BiLSTM tagger on one implementation.
+    """An LSTM or BiLSTM tagger on one RNN back end.
 
     Args:
-        implementation: `"lstmkit"` or `"builtin"` (the v1 `LSTMCell` with
-            `tf.compat.v1.nn` drivers and `sequence_length`).
-        model: `"lstm"` or `"bilstm"`.
+        backend: an `lstmkit.compare.backends.LstmkitBackend` (or the
+            built-in's, or a pitfall's); it fixes the model kind.
         units: LSTM units per direction.
         vocabulary_sizes: input vocabulary size per feature name.
         num_tags: number of output tags.
@@ -236,21 +235,14 @@ class SequenceTagger(tf.Module):
 
     def __init__(
         self,
-        implementation: str,
-        model: str,
+        backend: LstmkitBackend,
         units: int,
         vocabulary_sizes: dict[str, int],
         num_tags: int,
         dropout: float = 0.0,
     ):
-        super().__init__(name=f"{implementation}_{model}_tagger")
-        if implementation not in IMPLEMENTATIONS or model not in MODELS:
-            raise ValueError(
-                f"Unknown tagger {implementation!r}/{model!r}; expected "
-                f"one of {IMPLEMENTATIONS} and one of {MODELS}."
-            )
-        self.implementation = implementation
-        self.model = model
+        super().__init__(name=f"{backend.name}_{backend.model}_tagger")
+        self.backend = backend
         self.dropout = dropout
         self.embeddings = {}
         depth = 0
@@ -260,33 +252,21 @@ class SequenceTagger(tf.Module):
             layer.build((None, None))
             self.embeddings[name] = layer
             depth += dim
-        directions = 2 if model == "bilstm" else 1
-        self.cells = [self._make_cell(units, depth) for _ in range(directions)]
+        self.cells = backend.make_cells(units, depth)
         self.head = keras.layers.Dense(num_tags, name="tag_logits")
-        self.head.build((None, None, units * directions))
-
-    def _make_cell(self, units: int, depth: int) -> Any:
-        if self.implementation == "lstmkit":
-            cell = lstmkit.LSTMCell(units)
-            cell.build((depth,))
-            return cell
-        cell = builtins.v1_lstm_cell(units)
-        cell(tf.zeros([1, depth]), cell.zero_state(1, tf.float32))
-        return cell
+        self.head.build((None, None, units * backend.directions))
 
     @property
     def variables_in_order(self) -> list[Any]:
         """Embedding tables, cell weights by direction, then the head's."""
-        weights = [w for layer in self.embeddings.values() for w in layer.weights]
+        tables = self.embeddings.values()
+        weights = [w for layer in tables for w in layer.weights]
         weights += [w for cell in self.cells for w in cell.weights]
         return weights + list(self.head.weights)
 
-    def copy_weights_from(self, other: "SequenceTagger") -> None:
+    def copy_weights_from(self, other: Any) -> None:
         """Assigns `other`'s weights, in `variables_in_order` order."""
-        for target, source in zip(
-            self.variables_in_order, other.variables_in_order, strict=True
-        ):
-            target.assign(tf.convert_to_tensor(source))
+        copy_weights(self, other)
 
     def __call__(
         self,
@@ -309,7 +289,7 @@ class SequenceTagger(tf.Module):
             axis=-1,
         )
         embedded = self._dropout(embedded, dropout_seed, 0)
-        outputs = self._run(embedded, lengths)
+        outputs, _ = self.backend.run(self.cells, embedded, lengths)
         outputs = self._dropout(outputs, dropout_seed, 1)
         return self.head(outputs)
 
@@ -321,43 +301,3 @@ class SequenceTagger(tf.Module):
         return tf.nn.experimental.stateless_dropout(
             x, rate=self.dropout, seed=seed + salt
         )
-
-    def _run(self, x: tf.Tensor, lengths: tf.Tensor) -> tf.Tensor:
-        ours = self.implementation == "lstmkit"
-        if self.model == "lstm":
-            run: Callable = (
-                lstmkit.dynamic_rnn if ours else builtins.v1_dynamic_rnn
-            )
-            outputs, _ = run(
-                self.cells[0], x, sequence_length=lengths, dtype=x.dtype
-            )
-            return outputs
-        run = (
-            lstmkit.bidirectional_dynamic_rnn
-            if ours
-            else builtins.v1_bidirectional_dynamic_rnn
-        )
-        (forward, backward), _ = run(
-            self.cells[0],
-            self.cells[1],
-            x,
-            sequence_length=lengths,
-            dtype=x.dtype,
-        )
-        return tf.concat([forward, backward], axis=-1)
-
-
-def make_twin_taggers(
-    task: TaggingTask, model: str, units: int
-) -> dict[str, SequenceTagger]:
-    """Creates the built-in tagger and an lstmkit twin with its weights."""
-    sizes = {name: len(v) for name, v in task.vocabularies.items()}
-    twins = {
-        name: SequenceTagger(
-            name, model, units, sizes, task.num_classes, task.dropout
-        )
-        for name in ("builtin", "lstmkit")
-    }
-    builtin, ours = twins["builtin"], twins["lstmkit"]
-    ours.copy_weights_from(builtin)
-    return {"lstmkit": ours, "builtin": builtin}

@@ -1,0 +1,125 @@
+"""RNN back ends of the comparison models: lstmkit and the v1 built-in.
+
+A back end creates the cells of an LSTM (one cell) or a BiLSTM (two) and
+runs them over a batch, returning per-step outputs and the final `h`. The
+models in `lstmkit.compare.models` and `lstmkit.compare.tagging` only call
+`make_cells` and `run`, so a back end with a deliberate mistake (see
+`lstmkit.pitfalls`) can replace the correct one without other changes.
+"""
+
+from typing import Any
+
+import tensorflow as tf
+
+import lstmkit
+from lstmkit import builtins
+
+MODELS = ("lstm", "bilstm")
+
+
+class LstmkitBackend:
+    """lstmkit's `LSTMCell` with `dynamic_rnn` / `bidirectional_dynamic_rnn`.
+
+    Args:
+        model: `"lstm"` or `"bilstm"`.
+    """
+
+    name = "lstmkit"
+
+    def __init__(self, model: str):
+        if model not in MODELS:
+            raise ValueError(f"model must be one of {MODELS}; got {model!r}.")
+        self.model = model
+        self.directions = 2 if model == "bilstm" else 1
+
+    def make_cell(self, units: int, input_depth: int) -> Any:
+        """Creates and builds one cell for inputs of `input_depth`."""
+        cell = lstmkit.LSTMCell(units)
+        cell.build((input_depth,))
+        return cell
+
+    def make_cells(self, units: int, input_depth: int) -> list[Any]:
+        """Creates one built cell per direction."""
+        return [
+            self.make_cell(units, input_depth) for _ in range(self.directions)
+        ]
+
+    def run(
+        self, cells: list[Any], x: tf.Tensor, lengths: tf.Tensor | None
+    ) -> tuple[tf.Tensor, tf.Tensor]:
+        """Runs the RNN on `x` `[batch, time, depth]`.
+
+        Returns:
+            `(outputs [batch, time, units * directions],
+            final_h [batch, units * directions])`, directions concatenated
+            forward first.
+        """
+        if self.model == "lstm":
+            outputs, state = self.unidirectional(cells[0], x, lengths)
+            return outputs, state.h
+        (forward, backward), (state_fw, state_bw) = self.bidirectional(
+            cells[0], cells[1], x, lengths
+        )
+        outputs = tf.concat([forward, backward], axis=-1)
+        return outputs, tf.concat([state_fw.h, state_bw.h], axis=-1)
+
+    def unidirectional(
+        self, cell: Any, x: tf.Tensor, lengths: tf.Tensor | None
+    ) -> tuple[tf.Tensor, Any]:
+        """Runs one direction; returns `(outputs, final_state)`."""
+        return lstmkit.dynamic_rnn(
+            cell, x, sequence_length=lengths, dtype=x.dtype
+        )
+
+    def bidirectional(
+        self,
+        cell_fw: Any,
+        cell_bw: Any,
+        x: tf.Tensor,
+        lengths: tf.Tensor | None,
+    ) -> tuple[tuple[tf.Tensor, tf.Tensor], tuple[Any, Any]]:
+        """Runs both directions, as `bidirectional_dynamic_rnn` returns."""
+        return lstmkit.bidirectional_dynamic_rnn(
+            cell_fw, cell_bw, x, sequence_length=lengths, dtype=x.dtype
+        )
+
+
+class BuiltinBackend(LstmkitBackend):
+    """The v1 `LSTMCell` (from tf_keras) with `tf.compat.v1.nn` drivers."""
+
+    name = "builtin"
+
+    def make_cell(self, units: int, input_depth: int) -> Any:
+        cell = builtins.v1_lstm_cell(units)
+        # The v1 cell creates its variables on its first call.
+        cell(tf.zeros([1, input_depth]), cell.zero_state(1, tf.float32))
+        return cell
+
+    def unidirectional(
+        self, cell: Any, x: tf.Tensor, lengths: tf.Tensor | None
+    ) -> tuple[tf.Tensor, Any]:
+        return builtins.v1_dynamic_rnn(
+            cell, x, sequence_length=lengths, dtype=x.dtype
+        )
+
+    def bidirectional(
+        self,
+        cell_fw: Any,
+        cell_bw: Any,
+        x: tf.Tensor,
+        lengths: tf.Tensor | None,
+    ) -> tuple[tuple[tf.Tensor, tf.Tensor], tuple[Any, Any]]:
+        return builtins.v1_bidirectional_dynamic_rnn(
+            cell_fw, cell_bw, x, sequence_length=lengths, dtype=x.dtype
+        )
+
+
+def make_backend(implementation: str, model: str) -> LstmkitBackend:
+    """Returns the back end `"lstmkit"` or `"builtin"` for `model`."""
+    backends = {"lstmkit": LstmkitBackend, "builtin": BuiltinBackend}
+    if implementation not in backends:
+        raise ValueError(
+            f"implementation must be one of {sorted(backends)}; got "
+            f"{implementation!r}."
+        )
+    return backends[implementation](model)
