@@ -116,12 +116,43 @@ class RecurrentCell(keras.layers.Layer):
             `(output, new_state)`.
         """
         inputs = tf.convert_to_tensor(inputs, dtype=self.compute_dtype)
+        depth = getattr(self, "input_depth", None)
+        if inputs.shape.rank != 2 or inputs.shape[-1] != depth:
+            raise ValueError(
+                f"A single step of {self.name} takes inputs [batch, {depth}]; "
+                f"got shape {inputs.shape}. Run whole sequences with "
+                "lstmkit.dynamic_rnn."
+            )
         state = self.normalize_state(state)
         return self.step(self.project_inputs(inputs), state)
+
+    def __call__(self, inputs: Any, *args: Any, **kwargs: Any) -> Any:
+        # Keras would build the cell in its global dtype; a v1 cell takes
+        # the dtype of its first inputs, and so does an lstmkit cell.
+        if not self.built and self._dtype_from_inputs:
+            dtype = getattr(inputs, "dtype", None)
+            if dtype is not None and tf.as_dtype(dtype).is_floating:
+                policy = self.dtype_policy
+                if policy.compute_dtype == policy.variable_dtype:
+                    self.dtype_policy = keras.DTypePolicy(
+                        tf.as_dtype(dtype).name
+                    )
+        return super().__call__(inputs, *args, **kwargs)
 
     def normalize_state(self, state: Any) -> Any:
         """Converts a user-given state to this cell's state structure."""
         return state
+
+    def read_weight(self, variable: Any) -> tf.Tensor:
+        """Reads a variable in the compute dtype.
+
+        Under a mixed-precision policy the variables are float32 and the
+        cell computes in float16 or bfloat16; otherwise this only reads.
+        """
+        value = tf.convert_to_tensor(variable)
+        if value.dtype.name != self.compute_dtype:
+            value = tf.cast(value, self.compute_dtype)
+        return value
 
 
 @keras.saving.register_keras_serializable(package="lstmkit")
@@ -204,6 +235,12 @@ class LSTMCell(RecurrentCell):
         kwargs.setdefault("name", "lstm_cell")
         super().__init__(**kwargs)
         _check_positive_int("num_units", num_units)
+        for option, value in (
+            ("cell_clip", cell_clip),
+            ("proj_clip", proj_clip),
+            ("forget_bias", forget_bias),
+        ):
+            _check_number(option, value)
         if num_proj is not None:
             _check_positive_int("num_proj", num_proj)
         if proj_clip is not None and num_proj is None:
@@ -290,9 +327,10 @@ class LSTMCell(RecurrentCell):
         Returns:
             `[..., 4 * num_units]`, blocks i, j, f, o.
         """
-        kernel_x = self.kernel[: self.input_depth]
+        kernel_x = self.read_weight(self.kernel)[: self.input_depth]
         flat = tf.reshape(inputs, [-1, self.input_depth])
-        projected = tf.nn.bias_add(tf.matmul(flat, kernel_x), self.bias)
+        bias = self.read_weight(self.bias)
+        projected = tf.nn.bias_add(tf.matmul(flat, kernel_x), bias)
         leading = tf.shape(inputs)[:-1]
         return tf.reshape(
             projected, tf.concat([leading, [4 * self.num_units]], 0)
@@ -306,16 +344,22 @@ class LSTMCell(RecurrentCell):
             `w_i_diag`, `w_o_diag` with peepholes and `projection_kernel`
             with `num_proj`.
         """
-        weights = {"kernel_h": self.kernel[self.input_depth :]}
+        weights = {
+            "kernel_h": self.read_weight(self.kernel)[self.input_depth :]
+        }
         if self.use_peepholes:
-            weights["w_f_diag"] = tf.convert_to_tensor(self.w_f_diag)
-            weights["w_i_diag"] = tf.convert_to_tensor(self.w_i_diag)
-            weights["w_o_diag"] = tf.convert_to_tensor(self.w_o_diag)
+            weights["w_f_diag"] = self.read_weight(self.w_f_diag)
+            weights["w_i_diag"] = self.read_weight(self.w_i_diag)
+            weights["w_o_diag"] = self.read_weight(self.w_o_diag)
         if self.num_proj is not None:
-            weights["projection_kernel"] = tf.convert_to_tensor(
+            weights["projection_kernel"] = self.read_weight(
                 self.projection_kernel
             )
         return weights
+
+    def split_gates(self, z: tf.Tensor) -> tuple[tf.Tensor, ...]:
+        """Splits `[batch, 4 * num_units]` into blocks i, j, f, o."""
+        return tuple(tf.split(z, 4, axis=1))
 
     def step(
         self,
@@ -328,7 +372,9 @@ class LSTMCell(RecurrentCell):
         Args:
             projected: `[batch, 4 * num_units]` from `project_inputs`.
             state: `LSTMStateTuple(c [batch, num_units], h [batch, h_depth])`.
-            weights: from `recurrent_weights()`; read here when `None`.
+            weights: from `recurrent_weights()`; read here when `None`. An
+                optional `h_dropout_mask` `[batch, h_depth]` entry multiplies
+                the previous h before the recurrent product.
 
         Returns:
             `(m, LSTMStateTuple(c', m))` with m `[batch, h_depth]`.
@@ -336,8 +382,13 @@ class LSTMCell(RecurrentCell):
         if weights is None:
             weights = self.recurrent_weights()
         c_prev, h_prev = state
-        z = projected + tf.matmul(h_prev, weights["kernel_h"])
-        i, j, f, o = tf.split(z, 4, axis=1)
+        h_input = h_prev
+        if "h_dropout_mask" in weights:
+            # Recurrent dropout: one mask per sequence, on the h that feeds
+            # the recurrent product only, as Keras applies it.
+            h_input = h_prev * weights["h_dropout_mask"]
+        z = projected + tf.matmul(h_input, weights["kernel_h"])
+        i, j, f, o = self.split_gates(z)
 
         forget_input = f + self.forget_bias
         input_gate_input = i
@@ -409,6 +460,16 @@ class LSTMCell(RecurrentCell):
             activation=activation,
         )
         return config
+
+
+def _check_number(name: str, value: Any) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(
+            f"{name} must be a number or None; got {type(value).__name__} "
+            f"{value!r}."
+        )
 
 
 def _check_positive_int(name: str, value: Any) -> None:

@@ -153,12 +153,50 @@ def _run_loop(
     Returns:
         `(outputs [time, batch, output_size], final_state)`.
     """
-    time = tf.shape(x)[0]
     valid = None
     if lengths is not None:
-        # [time, batch, 1]: True where the step is inside the row's length.
-        valid = tf.transpose(tf.sequence_mask(lengths, time))[:, :, None]
-        # Zero the padding before the projection so that NaN or Inf there
+        valid = tf.transpose(tf.sequence_mask(lengths, tf.shape(x)[0]))
+    outputs, state, _ = run_masked(cell, x, valid, state)
+    return outputs, state
+
+
+def run_masked(
+    cell: Any,
+    x: tf.Tensor,
+    valid: tf.Tensor | None,
+    state: Any,
+    carry_output: bool = False,
+    initial_output: tf.Tensor | None = None,
+    weights: Any = None,
+) -> tuple[tf.Tensor, Any, tf.Tensor]:
+    """Runs the time loop on time-major `x` with a per-step validity mask.
+
+    At a step where `valid` is False the state is copied through and the
+    output is zero (v1 semantics) or, with `carry_output`, the previous
+    step's output (Keras semantics). Masked steps are zeroed before the cell
+    reads them, so non-finite values there reach no gradient.
+
+    Args:
+        cell: a built `RecurrentCell`.
+        x: `[time, batch, depth]`.
+        valid: bool `[time, batch]`, or `None` when every step is valid.
+            Any pattern works: right or left padding, or holes.
+        state: initial state in the cell's structure.
+        carry_output: repeat the previous output at masked steps.
+        initial_output: `[batch, output_size]`, the output carried into
+            masked steps before the first valid one; zeros by default.
+        weights: the cell's recurrent weights; `cell.recurrent_weights()`
+            when `None`. Layers pass their own to add dropout masks.
+
+    Returns:
+        `(outputs [time, batch, output_size], final_state, last_output)`,
+        where `last_output` is the output of each row's last valid step
+        (the initial output for a row without one).
+    """
+    time = tf.shape(x)[0]
+    if valid is not None:
+        valid = valid[:, :, None]
+        # Zero masked steps before the projection so that NaN or Inf there
         # cannot reach a gradient through the projection's matmul.
         x = tf.where(valid, x, tf.zeros([], x.dtype))
 
@@ -168,26 +206,34 @@ def _run_loop(
     ).unstack(projected)
     output_shape = tf.TensorShape([x.shape[1], cell.output_size])
     outputs = tf.TensorArray(x.dtype, size=time, element_shape=output_shape)
+    if initial_output is None:
+        initial_output = tf.zeros(
+            tf.stack([tf.shape(x)[1], cell.output_size]), x.dtype
+        )
+    if weights is None:
+        weights = cell.recurrent_weights()
 
-    weights = cell.recurrent_weights()
-
-    def body(t, state, outputs):
+    def body(t, state, last_output, outputs):
         output, new_state = cell.step(projected_steps.read(t), state, weights)
         if valid is not None:
             live = valid[t]
-            output = tf.where(live, output, tf.zeros([], output.dtype))
             new_state = tf.nest.map_structure(
                 lambda new, old: tf.where(live, new, old), new_state, state
             )
-        return t + 1, new_state, outputs.write(t, output)
+            last_output = tf.where(live, output, last_output)
+            masked = last_output if carry_output else tf.zeros([], x.dtype)
+            output = tf.where(live, output, masked)
+        else:
+            last_output = output
+        return t + 1, new_state, last_output, outputs.write(t, output)
 
-    _, state, outputs = tf.while_loop(
+    _, state, last_output, outputs = tf.while_loop(
         lambda t, *_: t < time,
         body,
-        (tf.constant(0), state, outputs),
+        (tf.constant(0), state, initial_output, outputs),
         maximum_iterations=time,
     )
-    return outputs.stack(), state
+    return outputs.stack(), state, last_output
 
 
 def _to_time_major(
@@ -205,6 +251,7 @@ def _from_time_major(outputs: tf.Tensor, time_major: bool) -> tf.Tensor:
 
 def _prepare_cell(cell: Any, inputs: tf.Tensor, dtype: Any) -> tf.DType:
     """Builds `cell` for `inputs` if needed and checks depth and dtype."""
+    validation.check_cell(cell)
     validation.check_input_depth(cell, inputs)
     if not cell.built:
         _adopt_input_dtype(cell, inputs.dtype)

@@ -154,21 +154,33 @@ def as_lengths(
     elif not tf.executing_eagerly():
         lengths = _assert_lengths(lengths, batch, time)
 
+    # Clip before narrowing to int32, so that a huge int64 length clamps to
+    # `time` instead of wrapping around.
+    lengths = tf.clip_by_value(lengths, 0, tf.cast(time, lengths.dtype))
     lengths = tf.cast(lengths, tf.int32)
     # With a static batch size, EnsureShape checks the count when a graph
     # runs. Grappler's constant folding drops the count assertion of
     # _assert_lengths once a consumer such as tf.reverse_sequence implies
     # [batch] lengths (TF 2.21), and a wrong count then fails later in an
     # unrelated op. EnsureShape is kept and names both counts.
-    lengths = tf.ensure_shape(lengths, [static_batch])
-    return tf.clip_by_value(lengths, 0, tf.cast(time, tf.int32))
+    return tf.ensure_shape(lengths, [static_batch])
 
 
 def _convert_lengths(sequence_length: Any) -> tf.Tensor:
-    if isinstance(sequence_length, tf.Tensor):
-        lengths = sequence_length
+    if tf.is_tensor(sequence_length) or isinstance(
+        sequence_length, tf.Variable
+    ):
+        lengths = tf.convert_to_tensor(sequence_length)
     else:
         array = np.asarray(sequence_length)
+        if array.size == 0 and array.dtype.kind == "f":
+            # An empty list converts to float64; it is an empty batch.
+            array = array.astype(np.int64)
+        if array.dtype.kind == "u" and array.size and array.max() > 2**62:
+            raise ValueError(
+                f"sequence_length holds {int(array.max())}, which does not "
+                "fit int64; lengths count time steps."
+            )
         if array.dtype.kind not in "iu":
             raise TypeError(
                 f"sequence_length must hold integers; got dtype "
@@ -280,7 +292,44 @@ def check_state(
                 f"{name}.{field} has shape {part.shape}; expected "
                 f"[{shown}, {size}]."
             )
+    if static_batch is None or any(p.shape[0] is None for p in parts):
+        state = _assert_state_batch(state, batch, name)
     return state
+
+
+def _assert_state_batch(state: Any, batch: Any, name: str) -> Any:
+    """Checks at run time that every state part has `batch` rows."""
+
+    def check(part: tf.Tensor) -> tf.Tensor:
+        if tf.executing_eagerly():
+            return part
+        assertion = tf.debugging.assert_equal(
+            tf.shape(part)[0],
+            tf.cast(batch, tf.int32),
+            message=f"{name} must have one row per batch row of the inputs",
+        )
+        with tf.control_dependencies([assertion]):
+            return tf.identity(part)
+
+    return tf.nest.map_structure(check, state)
+
+
+def check_cell(cell: Any, name: str = "cell") -> None:
+    """Checks that `cell` is an lstmkit cell the drivers can run.
+
+    Raises:
+        TypeError: `cell` lacks `project_inputs` and `step`, for example a
+            Keras or v1 cell.
+    """
+    required = ("project_inputs", "step", "recurrent_weights", "built")
+    missing = [attr for attr in required if not hasattr(cell, attr)]
+    if missing:
+        raise TypeError(
+            f"{name} must be an lstmkit cell such as lstmkit.LSTMCell; got "
+            f"{type(cell).__module__}.{type(cell).__name__}, which has no "
+            f"{', '.join(missing)}. Copy a Keras or v1 cell's weights into "
+            "an lstmkit.LSTMCell with set_weights."
+        )
 
 
 def _field_name(state: Any, index: int) -> str:

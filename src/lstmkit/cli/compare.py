@@ -1,13 +1,19 @@
 """`lstmkit compare`: train lstmkit and the built-in side by side."""
 
 import argparse
-import datetime
 import logging
 import pathlib
 import sys
 from typing import Any
 
-from lstmkit.cli.arguments import positive_float, positive_int
+from lstmkit.cli.arguments import (
+    check_out_dir,
+    default_out_dir,
+    make_out_dir,
+    positive_float,
+    positive_int,
+    seed_int,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +48,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--data-dir", type=pathlib.Path, default=None,
-        help="folder that holds the data files themselves; without it "
+        help="folder that contains the data files themselves; without it "
         "lstmkit looks in $LSTMKIT_DATA/<task> and then in Keras' cache",
     )
     parser.add_argument(
@@ -73,7 +79,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "whole",
     )
     parser.add_argument(
-        "--seed", type=int, default=0,
+        "--seed", type=seed_int, default=0,
         help="seeds weights, data split and shuffling (default: 0)",
     )
     parser.add_argument(
@@ -93,11 +99,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Runs the comparison; returns 0, or 2 on bad input or missing data."""
+    from lstmkit.compare.report import REPORT_NAME
     from lstmkit.data import DataFormatError, DataNotFoundError
 
     try:
-        out = _prepare_out_dir(args)
+        _apply_task_defaults(args)
+        out = args.out or default_out_dir(args.task, args.model)
+        check_out_dir(out, REPORT_NAME, args.overwrite)
         task_data = _prepare_task(args)
+        make_out_dir(out)
     except (DataNotFoundError, DataFormatError, ValueError) as error:
         print(f"lstmkit compare: error: {error}", file=sys.stderr)
         return 2
@@ -105,25 +115,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _prepare_out_dir(args: argparse.Namespace) -> pathlib.Path:
-    from lstmkit.compare.report import REPORT_NAME
-
-    out = args.out
-    if out is None:
-        stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-        out = pathlib.Path("runs") / f"{args.task}-{args.model}-{stamp}"
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"--out {out} exists and is not a folder.")
-    if (out / REPORT_NAME).exists() and not args.overwrite:
-        raise ValueError(
-            f"--out {out} already contains {REPORT_NAME}; choose another "
-            "folder or pass --overwrite to replace it."
-        )
-    out.mkdir(parents=True, exist_ok=True)
-    return out
-
-
-def _prepare_task(args: argparse.Namespace) -> Any:
+def _apply_task_defaults(args: argparse.Namespace) -> None:
     from lstmkit.compare.tasks import TASKS
 
     task = TASKS[args.task]
@@ -135,7 +127,12 @@ def _prepare_task(args: argparse.Namespace) -> Any:
         args.units = task.units
     if args.batch_size is None:
         args.batch_size = task.batch_size
-    return task.prepare(args.data_dir, args.seed, args.limit)
+
+
+def _prepare_task(args: argparse.Namespace) -> Any:
+    from lstmkit.compare.tasks import TASKS
+
+    return TASKS[args.task].prepare(args.data_dir, args.seed, args.limit)
 
 
 def _train_and_report(

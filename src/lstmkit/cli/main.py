@@ -25,7 +25,9 @@ def build_parser() -> argparse.ArgumentParser:
             "exactly."
         ),
     )
-    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    subparsers = parser.add_subparsers(
+        dest="command", metavar="COMMAND", title="commands"
+    )
     subparsers.required = True
     compare.add_parser(subparsers)
     pitfalls.add_parser(subparsers)
@@ -52,6 +54,9 @@ def configure_logging() -> None:
 def main(argv: list[str] | None = None) -> int:
     """Runs the command line; returns the exit status."""
     parser = build_parser()
+    if not (sys.argv[1:] if argv is None else argv):
+        parser.print_help(sys.stderr)
+        return 2
     args = parser.parse_args(argv)
     configure_logging()
     try:

@@ -1,14 +1,19 @@
 """`lstmkit pitfalls`: measure what each common LSTM mistake costs."""
 
 import argparse
-import datetime
 import logging
 import pathlib
 import shlex
 import sys
 from typing import Any
 
-from lstmkit.cli.arguments import positive_float, positive_int
+from lstmkit.cli.arguments import (
+    check_out_dir,
+    default_out_dir,
+    make_out_dir,
+    positive_float,
+    positive_int,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +66,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--limit", type=positive_int, default=None,
                         help="use only the first N training examples")
     parser.add_argument("--data-dir", type=pathlib.Path, default=None,
-                        help="folder that holds the data files themselves")
+                        help="folder that contains the data files themselves")
     parser.add_argument("--out", type=pathlib.Path, default=None,
                         help="output folder (default: "
                         "runs/pitfalls-<task>-<time>)")
@@ -75,31 +80,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Runs the experiment; returns 0, or 2 on bad input or missing data."""
     from lstmkit.data import DataFormatError, DataNotFoundError
+    from lstmkit.pitfalls.report import JSON_NAME
 
     try:
-        out = _prepare_out_dir(args)
+        out = args.out or default_out_dir("pitfalls", args.task)
+        check_out_dir(out, JSON_NAME, args.overwrite)
         task_data, variants = _prepare(args)
+        make_out_dir(out)
     except (DataNotFoundError, DataFormatError, ValueError) as error:
         print(f"lstmkit pitfalls: error: {error}", file=sys.stderr)
         return 2
     _run_and_report(args, task_data, variants, out)
     return 0
-
-
-def _prepare_out_dir(args: argparse.Namespace) -> pathlib.Path:
-    from lstmkit.pitfalls.report import JSON_NAME
-
-    out = args.out
-    if out is None:
-        stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-        out = pathlib.Path("runs") / f"pitfalls-{args.task}-{stamp}"
-    if (out / JSON_NAME).exists() and not args.overwrite:
-        raise ValueError(
-            f"--out {out} already contains {JSON_NAME}; choose another "
-            "folder or pass --overwrite to replace it."
-        )
-    out.mkdir(parents=True, exist_ok=True)
-    return out
 
 
 def _prepare(args: argparse.Namespace) -> tuple[Any, list[str]]:

@@ -121,12 +121,19 @@ def _short(metric: str) -> str:
     return metric.removeprefix("test_").replace("accuracy", "acc") + " %"
 
 
+def _format_loss(loss: float) -> str:
+    # Exponent notation keeps a diverging loss inside its column.
+    if abs(loss) < 1e3:
+        return f"{loss:>8.4f}"
+    return f"{loss:>8.1e}"
+
+
 def format_epoch_row(epoch: int, result: ComparisonResult) -> str:
     """Formats one epoch of both models as a row of the terminal table."""
     cells = [f"{epoch:>5}"]
     for name in ("lstmkit", "builtin"):
         history = result.histories[name]
-        values = [f"{history.train_loss[-1]:>8.4f}"]
+        values = [_format_loss(history.train_loss[-1])]
         values += [
             f"{100 * history.metrics[m][-1]:>7.2f}"
             for m in _metric_names(result)

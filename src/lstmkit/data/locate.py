@@ -157,9 +157,11 @@ def _search_env_dir(
     name: str, required: list[str]
 ) -> tuple[Path | None, list[str]]:
     label = f"${DATA_ENV_VAR}/{name}"
-    root = os.environ.get(DATA_ENV_VAR, "")
-    if not root:
+    root = os.environ.get(DATA_ENV_VAR)
+    if root is None:
         return None, [f"{label}: {DATA_ENV_VAR} is not set"]
+    if not root:
+        return None, [f"{label}: {DATA_ENV_VAR} is set but empty"]
 
     folder = Path(root).expanduser() / name
     reason = _reject_reason(folder, required)

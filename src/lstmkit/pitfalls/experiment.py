@@ -1,9 +1,9 @@
 """Train the correct model and every pitfall variant on the same batches.
 
 For each seed, every variant starts from a copy of the correct model's
-weights (the initialization variant then redraws its kernels) and trains on
-the same batches in the same order, so the only difference between a
-variant and the correct model is its mistake.
+weights, and the initialization variant then redraws its kernels. All
+variants train on the same batches in the same order. So a variant differs
+from the correct model only by its mistake.
 """
 
 import dataclasses
@@ -34,19 +34,33 @@ class PitfallsResult:
     seeds: list[int]
 
     def final(self, variant: str) -> np.ndarray:
-        """The metric after the last epoch, one value per seed."""
+        """Returns the metric after the last epoch, one value per seed."""
         return np.array([h[self.metric][-1] for h in self.histories[variant]])
 
+    @classmethod
+    def from_document(cls, document: dict[str, Any]) -> "PitfallsResult":
+        """Rebuilds a result from the contents of `pitfalls.json`."""
+        return cls(
+            document["metric"], document["histories"], document["seeds"]
+        )
+
     def curves(self, variant: str) -> np.ndarray:
-        """The metric per epoch, `[seeds, epochs]`."""
+        """Returns the metric per epoch, `[seeds, epochs]`."""
         return np.array([h[self.metric] for h in self.histories[variant]])
 
     def summary_rows(self) -> list[dict[str, Any]]:
-        """One row per variant: mean, spread and cost of the final metric."""
+        """Summarizes each variant: mean, spread and cost of its final metric.
+
+        `curve_mean` averages the metric over all epochs and seeds, so a
+        variant that learns more slowly but ends equal still shows a cost
+        there (`curve_cost_points`).
+        """
         baseline = float(self.final("correct").mean())
+        baseline_curve = float(self.curves("correct").mean())
         rows = []
         for variant in self.histories:
             values = 100 * self.final(variant)
+            curve_mean = 100 * float(self.curves(variant).mean())
             rows.append({
                 "variant": variant,
                 "description": VARIANTS[variant].description,
@@ -55,6 +69,8 @@ class PitfallsResult:
                 "min": float(values.min()),
                 "max": float(values.max()),
                 "cost_points": 100 * baseline - float(values.mean()),
+                "curve_mean": curve_mean,
+                "curve_cost_points": 100 * baseline_curve - curve_mean,
             })
         return rows
 

@@ -31,15 +31,16 @@ def format_table(result: PitfallsResult) -> str:
     """Formats the summary as a Markdown table, in percent."""
     metric = result.metric.removeprefix("test_").replace("f1", "F1")
     lines = [
-        f"| variant | mistake | {metric} mean (%) | std | min | max | "
-        "cost (points) |",
-        "|---|---|---:|---:|---:|---:|---:|",
+        f"| variant | mistake | final {metric} mean (%) | std | min | max "
+        "| cost (points) | mean over epochs (%) | cost over epochs |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in result.summary_rows():
         lines.append(
             f"| {row['variant']} | {row['description']} | "
             f"{row['mean']:.2f} | {row['std']:.2f} | {row['min']:.2f} | "
-            f"{row['max']:.2f} | {row['cost_points']:+.2f} |"
+            f"{row['max']:.2f} | {row['cost_points']:+.2f} | "
+            f"{row['curve_mean']:.2f} | {row['curve_cost_points']:+.2f} |"
         )
     return "\n".join(lines)
 

@@ -1,8 +1,8 @@
 """The pitfall variants: RNN back ends that each make one known mistake.
 
 Each class below changes one method of the correct
-`lstmkit.compare.backends.LstmkitBackend`. A variant's `applies_to` says
-for which models and tasks the mistake changes the numbers at all.
+`lstmkit.compare.backends.LstmkitBackend`. A variant's `applies_to`
+returns whether the mistake changes the numbers of a model and task.
 """
 
 from typing import Any
@@ -131,7 +131,7 @@ class LastPaddedStepBackend(CorrectBackend):
     """The final state is read as `outputs[:, -1]`, the last padded step.
 
     With lengths, outputs past a row's length are zero, so every row
-    shorter than the batch's longest sees zeros instead of its final `h`.
+    shorter than the batch's longest gets zeros instead of its final `h`.
     """
 
     name = "last_padded_step"
