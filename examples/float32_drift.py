@@ -39,7 +39,7 @@ def main() -> None:
     perturbed = make_model(task_data, BuiltinBackend(args.model), 128)
     copy_weights(perturbed, reference)
 
-    kernel = perturbed.cells[0].kernel
+    kernel = perturbed.cells[0].weights[0]
     values = kernel.numpy()
     values[0, 0] = np.nextafter(values[0, 0], np.float32(np.inf))
     kernel.assign(values)

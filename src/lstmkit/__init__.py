@@ -14,6 +14,7 @@ from typing import Any
 __version__ = "0.1.0"
 
 _EXPORTS = {
+    "KerasLSTMCell": "lstmkit.keras_cell",
     "LSTMCell": "lstmkit.cells",
     "LSTMStateTuple": "lstmkit.cells",
     "RecurrentCell": "lstmkit.cells",
@@ -21,10 +22,15 @@ _EXPORTS = {
     "dynamic_rnn": "lstmkit.rnn",
 }
 
-__all__ = sorted(_EXPORTS) + ["__version__"]
+__all__ = sorted(_EXPORTS) + ["__version__", "convert", "layers"]
+
+
+_SUBMODULES = ("convert", "layers")
 
 
 def __getattr__(name: str) -> Any:
+    if name in _SUBMODULES:
+        return importlib.import_module(f"lstmkit.{name}")
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'lstmkit' has no attribute {name!r}")

@@ -1,0 +1,194 @@
+"""`lstmkit.layers.Bidirectional`: wraps an `lstmkit.layers.LSTM` as Keras does."""
+
+import copy
+import logging
+from typing import Any
+
+import keras
+import tensorflow as tf
+
+from lstmkit.layers import masks
+from lstmkit.layers.lstm import LSTM
+
+logger = logging.getLogger(__name__)
+
+MERGE_MODES = ("concat", "sum", "ave", "mul", None)
+
+
+@keras.saving.register_keras_serializable(package="lstmkit")
+class Bidirectional(keras.layers.Layer):
+    """Runs a forward copy and a backward copy of an LSTM layer and merges them.
+
+    As in `keras.layers.Bidirectional`, the backward copy reads the time axis
+    reversed (`go_backwards`) and its output sequence is flipped back, so
+    `output[:, t]` of both halves belongs to input step `t`. Masked steps are
+    skipped in both directions, so right padding, left padding and holes
+    all give the same numbers as `bidirectional_dynamic_rnn` with lengths.
+    With `return_sequences`, masked outputs are zeros in both halves.
+
+    Without a mask or `sequence_length`, every step counts as valid, padding
+    included; called eagerly on inputs whose last step is all zeros in every
+    row, the layer logs one warning naming the fix.
+
+    Args:
+        layer: an `lstmkit.layers.LSTM`; copied, not shared.
+        merge_mode: `"concat"` (default, `[forward | backward]`), `"sum"`,
+            `"ave"`, `"mul"` or `None` (a list of both outputs).
+        backward_layer: optional `lstmkit.layers.LSTM` for the backward
+            direction; its `go_backwards` must differ from `layer`'s.
+        **kwargs: passed to `keras.layers.Layer`.
+
+    Call arguments:
+        inputs: `[batch, time, depth]`.
+        mask: optional bool `[batch, time]`.
+        training: applies dropout when True.
+        initial_state: optional `[h_fw, c_fw, h_bw, c_bw]`.
+        sequence_length: optional int `[batch]` lengths.
+
+    Example:
+        >>> import numpy as np, lstmkit
+        >>> layer = lstmkit.layers.Bidirectional(
+        ...     lstmkit.layers.LSTM(4, return_sequences=True))
+        >>> layer(np.ones([2, 3, 5], "float32")).shape
+        TensorShape([2, 3, 8])
+    """
+
+    def __init__(
+        self,
+        layer: LSTM,
+        merge_mode: str | None = "concat",
+        backward_layer: LSTM | None = None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if not isinstance(layer, LSTM):
+            raise TypeError(
+                "layer must be an lstmkit.layers.LSTM; got "
+                f"{type(layer).__name__}."
+            )
+        if merge_mode not in MERGE_MODES:
+            raise ValueError(
+                f"merge_mode must be one of {MERGE_MODES}; got "
+                f"{merge_mode!r}."
+            )
+        self.merge_mode = merge_mode
+        self.forward_layer = _copy_layer(layer, "forward_" + layer.name)
+        if backward_layer is None:
+            config = layer.get_config()
+            config["go_backwards"] = not layer.go_backwards
+            backward_layer = LSTM.from_config(config)
+            backward_layer.name = "backward_" + layer.name
+        elif backward_layer.go_backwards == layer.go_backwards:
+            raise ValueError(
+                "backward_layer.go_backwards must differ from "
+                "layer.go_backwards so that one copy reads backward."
+            )
+        self.backward_layer = backward_layer
+        self.return_sequences = layer.return_sequences
+        self.return_state = layer.return_state
+        if self.return_sequences:
+            # As in Keras: the flipped-back backward sequence would otherwise
+            # carry outputs into the padding from the wrong side.
+            self.forward_layer.zero_output_for_mask = True
+            self.backward_layer.zero_output_for_mask = True
+        self.supports_masking = True
+
+    def build(self, input_shape: Any) -> None:
+        """Builds both copies for inputs of `input_shape`."""
+        self.forward_layer.build(input_shape)
+        self.backward_layer.build(input_shape)
+        self.built = True
+
+    def call(
+        self,
+        inputs: Any,
+        mask: Any = None,
+        training: bool | None = None,
+        initial_state: Any = None,
+        sequence_length: Any = None,
+    ) -> Any:
+        if mask is None and sequence_length is None:
+            masks.warn_if_unmasked_padding(
+                tf.convert_to_tensor(inputs), self.name
+            )
+        states_fw, states_bw = _split_states(initial_state)
+        arguments = dict(
+            mask=mask, training=training, sequence_length=sequence_length
+        )
+        forward = self.forward_layer(
+            inputs, initial_state=states_fw, **arguments
+        )
+        backward = self.backward_layer(
+            inputs, initial_state=states_bw, **arguments
+        )
+        if self.return_state:
+            forward, *forward_states = forward
+            backward, *backward_states = backward
+        if self.return_sequences:
+            backward = tf.reverse(backward, axis=[1])
+
+        output = self._merge(forward, backward)
+        if not self.return_state:
+            return output
+        output = output if isinstance(output, list) else [output]
+        return output + forward_states + backward_states
+
+    def _merge(self, forward: tf.Tensor, backward: tf.Tensor) -> Any:
+        if self.merge_mode == "concat":
+            return tf.concat([forward, backward], axis=-1)
+        if self.merge_mode == "sum":
+            return forward + backward
+        if self.merge_mode == "ave":
+            return (forward + backward) / 2
+        if self.merge_mode == "mul":
+            return forward * backward
+        return [forward, backward]
+
+    def compute_mask(self, inputs: Any, mask: Any = None) -> Any:
+        output_mask = mask if self.return_sequences else None
+        if self.merge_mode is None:
+            output_mask = [output_mask, output_mask]
+        else:
+            output_mask = [output_mask]
+        if self.return_state:
+            output_mask += [None] * 4
+        return output_mask if len(output_mask) > 1 else output_mask[0]
+
+    def get_config(self) -> dict:
+        config = super().get_config()
+        config.update(
+            layer=keras.saving.serialize_keras_object(self.forward_layer),
+            merge_mode=self.merge_mode,
+            backward_layer=keras.saving.serialize_keras_object(
+                self.backward_layer
+            ),
+        )
+        return config
+
+    @classmethod
+    def from_config(cls, config: dict) -> "Bidirectional":
+        config = copy.deepcopy(config)
+        config["layer"] = keras.saving.deserialize_keras_object(
+            config["layer"]
+        )
+        config["backward_layer"] = keras.saving.deserialize_keras_object(
+            config["backward_layer"]
+        )
+        return cls(**config)
+
+
+def _copy_layer(layer: LSTM, name: str) -> LSTM:
+    config = layer.get_config()
+    config["name"] = name
+    return LSTM.from_config(config)
+
+
+def _split_states(initial_state: Any) -> tuple[Any, Any]:
+    if initial_state is None:
+        return None, None
+    if len(initial_state) != 4:
+        raise ValueError(
+            "initial_state of a bidirectional LSTM must be [h_fw, c_fw, "
+            f"h_bw, c_bw]; got {len(initial_state)} tensors."
+        )
+    return list(initial_state[:2]), list(initial_state[2:])
