@@ -98,9 +98,9 @@ def warn_if_unmasked_padding(inputs: tf.Tensor, layer_name: str) -> None:
         _warned_unmasked_padding = True
         logger.warning(
             "%s: a row ends in a time step that is zero in every feature "
-            "and no mask or sequence_length was given, so if that is "
-            "padding it is read as data, and
-            " the backward direction reads it first. Add a Masking layer "
+            "and no mask or sequence_length was given. If that step is "
+            "padding, it is read as data, and the backward direction reads "
+            "it first. Add a Masking layer "
             "(keras.layers.Masking(0.0)) or pass sequence_length.",
             layer_name,
         )
