@@ -211,3 +211,37 @@ def test_compare_variable_length_task_agrees(
         ours = report["models"]["lstmkit"][metric][0]
         builtin = report["models"]["builtin"][metric][0]
         assert ours == pytest.approx(builtin, abs=1e-3), metric
+
+
+@pytest.mark.parametrize(
+    "task, model", [("vowels", "bilstm"), ("chunking", "bilstm")]
+)
+def test_compare_keras_reference_agrees(
+    task, model, shared_data, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("LSTMKIT_DATA", str(shared_data))
+    out = tmp_path / task
+
+    status = run_compare([
+        "--task", task, "--model", model, "--reference", "keras",
+        "--epochs", "1", "--limit", "120", "--units", "8",
+        "--out", str(out),
+    ])
+
+    assert status == 0
+    report = read_report(out)
+    assert report["settings"]["reference"].startswith("keras.layers")
+    assert report["max_abs_logit_diff"] < MAX_LOGIT_DIFF_ONE_EPOCH
+    np.testing.assert_allclose(
+        report["models"]["lstmkit"]["train_loss"],
+        report["models"]["builtin"]["train_loss"],
+        rtol=1e-5,
+    )
+
+
+def test_compare_no_bucketing_only_for_tagging(tmp_path, capsys):
+    status = run_compare(["--no-bucketing", "--out", str(tmp_path / "o")])
+
+    assert status == 2
+    assert "--no-bucketing" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists(), "a failed run left its folder"

@@ -96,3 +96,19 @@ def default_out_dir(*parts: str) -> pathlib.Path:
     """Returns `runs/<parts joined by ->-<date>-<time>`."""
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     return pathlib.Path("runs") / "-".join([*parts, stamp])
+
+
+def apply_bucketing(args: argparse.Namespace, task_data: object) -> None:
+    """Applies `--no-bucketing` to a tagging task.
+
+    Raises:
+        ValueError: `--no-bucketing` was given for a task without sentences.
+    """
+    if not args.no_bucketing:
+        return
+    if not hasattr(task_data, "bucketing"):
+        raise ValueError(
+            f"--no-bucketing applies to the tagging tasks (chunking, pos); "
+            f"--task {args.task} does not bucket its batches."
+        )
+    task_data.bucketing = False

@@ -7,6 +7,7 @@ import sys
 from typing import Any
 
 from lstmkit.cli.arguments import (
+    apply_bucketing,
     check_out_dir,
     default_out_dir,
     make_out_dir,
@@ -18,6 +19,10 @@ from lstmkit.cli.arguments import (
 logger = logging.getLogger(__name__)
 
 DEFAULT_TASK = "digits"
+REFERENCE_NAMES = {
+    "v1": "tf.compat.v1.nn with the v1 LSTMCell (tf_keras)",
+    "keras": "keras.layers.LSTM / keras.layers.Bidirectional (Keras 3)",
+}
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -94,6 +99,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--no-progress", action="store_true",
         help="hide the progress bar",
     )
+    parser.add_argument(
+        "--reference", choices=("v1", "keras"), default="v1",
+        help="v1: lstmkit's cell and drivers against tf.compat.v1.nn with "
+        "the v1 LSTMCell; keras: lstmkit.layers against keras.layers.LSTM "
+        "and Bidirectional (default: v1)",
+    )
+    parser.add_argument(
+        "--no-bucketing", action="store_true",
+        help="tagging tasks: batch random sentences together instead of "
+        "sentences of similar length, so batches hold more padding",
+    )
     parser.set_defaults(handler=run)
 
 
@@ -132,7 +148,9 @@ def _apply_task_defaults(args: argparse.Namespace) -> None:
 def _prepare_task(args: argparse.Namespace) -> Any:
     from lstmkit.compare.tasks import TASKS
 
-    return TASKS[args.task].prepare(args.data_dir, args.seed, args.limit)
+    task_data = TASKS[args.task].prepare(args.data_dir, args.seed, args.limit)
+    apply_bucketing(args, task_data)
+    return task_data
 
 
 def _train_and_report(
@@ -145,7 +163,9 @@ def _train_and_report(
     from lstmkit.compare.training import train_side_by_side
 
     keras.utils.set_random_seed(args.seed)
-    models = make_twin_models(task_data, args.model, args.units)
+    models = make_twin_models(
+        task_data, args.model, args.units, args.reference
+    )
     settings = _settings(args, task_data)
     title = (
         f"{args.task}, {args.model}, {args.units} units, "
@@ -199,5 +219,5 @@ def _settings(args: argparse.Namespace, task_data: Any) -> dict[str, Any]:
         "seed": args.seed,
         "optimizer": "adam",
         **task_data.settings(),
-        "reference": "tf.compat.v1.nn with the v1 LSTMCell (tf_keras)",
+        "reference": REFERENCE_NAMES[args.reference],
     }

@@ -8,6 +8,7 @@ import sys
 from typing import Any
 
 from lstmkit.cli.arguments import (
+    apply_bucketing,
     check_out_dir,
     default_out_dir,
     make_out_dir,
@@ -74,6 +75,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="replace the reports in an existing --out")
     parser.add_argument("--no-progress", action="store_true",
                         help="hide the progress bar")
+    parser.add_argument(
+        "--no-bucketing", action="store_true",
+        help="tagging tasks: batch random sentences together instead of "
+        "sentences of similar length, so batches hold more padding",
+    )
     parser.set_defaults(handler=run)
 
 
@@ -104,6 +110,7 @@ def _prepare(args: argparse.Namespace) -> tuple[Any, list[str]]:
     args.units = args.units or task.units
     args.batch_size = args.batch_size or task.batch_size
     task_data = task.prepare(args.data_dir, 0, args.limit)
+    apply_bucketing(args, task_data)
 
     tagging = getattr(task_data, "is_tagging", False)
     applicable = variants_for(args.model, tagging, task_data.uses_lengths)

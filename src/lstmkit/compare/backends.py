@@ -114,12 +114,93 @@ class BuiltinBackend(LstmkitBackend):
         )
 
 
-def make_backend(implementation: str, model: str) -> LstmkitBackend:
-    """Returns the back end `"lstmkit"` or `"builtin"` for `model`."""
-    backends = {"lstmkit": LstmkitBackend, "builtin": BuiltinBackend}
-    if implementation not in backends:
-        raise ValueError(
-            f"implementation must be one of {sorted(backends)}; got "
-            f"{implementation!r}."
+class KerasLayerBackend(LstmkitBackend):
+    """`keras.layers.LSTM` or `keras.layers.Bidirectional(LSTM)`.
+
+    Lengths become a Keras mask. The "cells" of this back end are one
+    layer, whose weights are Keras' `[kernel, recurrent_kernel, bias]` per
+    direction.
+    """
+
+    name = "keras"
+
+    def _lstm(self, units: int) -> Any:
+        import keras
+
+        return keras.layers.LSTM(
+            units, return_sequences=True, return_state=True
         )
-    return backends[implementation](model)
+
+    def _bidirectional(self, layer: Any) -> Any:
+        import keras
+
+        return keras.layers.Bidirectional(layer)
+
+    def make_cells(self, units: int, input_depth: int) -> list[Any]:
+        layer = self._lstm(units)
+        if self.model == "bilstm":
+            layer = self._bidirectional(layer)
+        layer.build((None, None, input_depth))
+        return [layer]
+
+    def run(
+        self, cells: list[Any], x: tf.Tensor, lengths: tf.Tensor | None
+    ) -> tuple[tf.Tensor, tf.Tensor]:
+        mask = None
+        if lengths is not None:
+            mask = tf.sequence_mask(lengths, tf.shape(x)[1])
+        results = cells[0](x, mask=mask)
+        if self.model == "lstm":
+            outputs, h, _ = results
+            return outputs, h
+        outputs, h_fw, _, h_bw, _ = results
+        return outputs, tf.concat([h_fw, h_bw], axis=-1)
+
+
+class LstmkitLayerBackend(KerasLayerBackend):
+    """`lstmkit.layers.LSTM` / `Bidirectional` with Keras semantics."""
+
+    name = "lstmkit"
+
+    def _lstm(self, units: int) -> Any:
+        from lstmkit import layers
+
+        return layers.LSTM(units, return_sequences=True, return_state=True)
+
+    def _bidirectional(self, layer: Any) -> Any:
+        from lstmkit import layers
+
+        return layers.Bidirectional(layer)
+
+
+REFERENCES = ("v1", "keras")
+
+
+def make_backend(
+    implementation: str, model: str, reference: str = "v1"
+) -> LstmkitBackend:
+    """Returns the back end `"lstmkit"` or `"builtin"` for `model`.
+
+    Args:
+        implementation: `"lstmkit"` or `"builtin"`.
+        model: `"lstm"` or `"bilstm"`.
+        reference: `"v1"` (cells and `tf.compat.v1.nn` drivers) or
+            `"keras"` (lstmkit's Keras layers against Keras' own).
+    """
+    backends = {
+        "v1": {"lstmkit": LstmkitBackend, "builtin": BuiltinBackend},
+        "keras": {
+            "lstmkit": LstmkitLayerBackend,
+            "builtin": KerasLayerBackend,
+        },
+    }
+    if reference not in backends:
+        raise ValueError(
+            f"reference must be one of {REFERENCES}; got {reference!r}."
+        )
+    if implementation not in backends[reference]:
+        raise ValueError(
+            f"implementation must be one of {sorted(backends[reference])}; "
+            f"got {implementation!r}."
+        )
+    return backends[reference][implementation](model)

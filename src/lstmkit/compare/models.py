@@ -111,7 +111,9 @@ def make_model(task_data: Any, backend: LstmkitBackend, units: int) -> Any:
     )
 
 
-def make_twin_models(task_data: Any, model: str, units: int) -> dict[str, Any]:
+def make_twin_models(
+    task_data: Any, model: str, units: int, reference: str = "v1"
+) -> dict[str, Any]:
     """Creates lstmkit and built-in models for a task, with equal weights.
 
     The built-in's cells are initialized by the v1 initializer; lstmkit's
@@ -121,11 +123,16 @@ def make_twin_models(task_data: Any, model: str, units: int) -> dict[str, Any]:
         task_data: a prepared `lstmkit.compare.tasks.TaskData`.
         model: `"lstm"` or `"bilstm"`.
         units: LSTM units per direction.
+        reference: `"v1"` or `"keras"`, see `make_backend`.
 
     Returns:
         `{"lstmkit": ..., "builtin": ...}`.
     """
-    builtin = make_model(task_data, make_backend("builtin", model), units)
-    ours = make_model(task_data, make_backend("lstmkit", model), units)
+    builtin = make_model(
+        task_data, make_backend("builtin", model, reference), units
+    )
+    ours = make_model(
+        task_data, make_backend("lstmkit", model, reference), units
+    )
     ours.copy_weights_from(builtin)
     return {"lstmkit": ours, "builtin": builtin}

@@ -87,6 +87,10 @@ class TaggingTask(TaskData):
             F1 and token accuracy) or `"pos"` (token accuracy).
         feature_set: `"chunking"` or `"pos"`, see `token_features`.
         dropout: dropout rate of the tagger while training.
+
+    Attributes:
+        bucketing: batch training sentences of similar length together
+            (default). Off, batches are random and hold more padding.
     """
 
     is_tagging = True
@@ -102,6 +106,7 @@ class TaggingTask(TaskData):
         self.dataset = dataset
         self.feature_set = feature_set
         self.dropout = dropout
+        self.bucketing = True
         train_columns = [token_features(s, feature_set) for s in dataset.train]
         self.vocabularies = {
             name: data.Vocabulary.build(
@@ -147,10 +152,15 @@ class TaggingTask(TaskData):
         self, batch_size: int, rng: np.random.Generator
     ) -> list[Batch]:
         lengths = [len(labels) for _, labels in self.train_examples]
-        return [
-            self._batch(self.train_examples, index)
-            for index in data.bucket_batches(lengths, batch_size, rng)
-        ]
+        if self.bucketing:
+            batches = data.bucket_batches(lengths, batch_size, rng)
+        else:
+            order = rng.permutation(len(lengths))
+            batches = [
+                order[start : start + batch_size]
+                for start in range(0, len(order), batch_size)
+            ]
+        return [self._batch(self.train_examples, index) for index in batches]
 
     def test_batches(self, batch_size: int) -> list[Batch]:
         # Sorting by length keeps padding small. The metrics are sums over
@@ -214,6 +224,7 @@ class TaggingTask(TaskData):
             "test_tokens": int(sum(len(l) for _, l in self.test_examples)),
             "tags": self.num_classes,
             "dropout": self.dropout,
+            "bucketing": self.bucketing,
             "features": {
                 name: len(v) for name, v in self.vocabularies.items()
             },

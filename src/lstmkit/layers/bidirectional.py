@@ -95,8 +95,11 @@ class Bidirectional(keras.layers.Layer):
 
     def build(self, input_shape: Any) -> None:
         """Builds both copies for inputs of `input_shape`."""
-        self.forward_layer.build(input_shape)
-        self.backward_layer.build(input_shape)
+        # A copy restored by `from_config` may arrive built already, and
+        # building it again would add its variables a second time.
+        for layer in (self.forward_layer, self.backward_layer):
+            if not layer.built:
+                layer.build(input_shape)
         self.built = True
 
     def call(

@@ -5,6 +5,7 @@ from typing import Any
 
 import keras
 import tensorflow as tf
+from keras.src.utils import tracking
 
 from lstmkit import rnn, validation
 from lstmkit.cells import LSTMCell, LSTMStateTuple
@@ -198,17 +199,38 @@ class LSTM(keras.layers.Layer):
                 "batch_size=32)."
             )
         sizes = self.cell.state_size
-        self.state_variables = LSTMStateTuple(
-            *[
-                self.add_weight(
-                    name=name,
-                    shape=(batch, size),
-                    initializer="zeros",
-                    trainable=False,
-                )
-                for name, size in (("state_c", sizes.c), ("state_h", sizes.h))
-            ]
-        )
+        # As in keras.layers.RNN, the carried state is not a weight: it is
+        # left out of `weights`, `get_weights()` and saved files, so a
+        # stateful layer takes `set_weights(keras_lstm.get_weights())` too.
+        with tracking.DotNotTrackScope():
+            self.state_variables = LSTMStateTuple(
+                *[
+                    keras.Variable(
+                        initializer="zeros",
+                        shape=(batch, size),
+                        dtype=self.variable_dtype,
+                        trainable=False,
+                        name=name,
+                    )
+                    for name, size in (
+                        ("state_c", sizes.c),
+                        ("state_h", sizes.h),
+                    )
+                ]
+            )
+
+    @property
+    def variables(self) -> list:
+        """All variables, with the carried state of a stateful layer.
+
+        The state is not a weight, but `model.export` saves the variables
+        listed here, so an exported stateful model keeps carrying it.
+        """
+        variables = super().variables
+        state = getattr(self, "state_variables", None)
+        if state is not None:
+            variables = variables + list(state)
+        return variables
 
     def reset_states(self) -> None:
         """Sets the carried state of a stateful layer to zeros."""
