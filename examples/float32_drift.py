@@ -4,9 +4,11 @@ Trains the v1 built-in twice on the same MNIST batches from the same
 weights, except that one recurrent entry of the second copy's kernel (the
 last row, which multiplies `h`) is moved by one float32 ulp
 (`np.nextafter`). An input row would not do: MNIST's border pixels are
-always zero, so their kernel rows never change any result. The printed table has the same columns as
-`lstmkit compare`, so the drift of lstmkit against the built-in can be set
-beside the drift of the built-in against itself.
+always zero, so their kernel rows never change any result.
+
+Each printed row gives both accuracies and the largest test-logit
+difference, like `lstmkit compare`, so the drift of lstmkit against the
+built-in can be set beside the drift of the built-in against itself.
 
 Usage:
     python examples/float32_drift.py --data-dir ../shared/data/mnist

@@ -33,7 +33,8 @@ def run_backend(name: str, model: str, lengths=LENGTHS):
             target.assign(source)
     x = padded_inputs()
     lengths = None if lengths is None else tf.constant(lengths)
-    return correct.run(cells_correct, x, lengths), backend.run(cells, x, lengths)
+    expected = correct.run(cells_correct, x, lengths)
+    return expected, backend.run(cells, x, lengths)
 
 
 def test_no_reverse_back_leaves_backward_reversed():

@@ -1,4 +1,4 @@
-"""`lstmkit.layers.Bidirectional`: wraps an `lstmkit.layers.LSTM` as Keras does."""
+"""`lstmkit.layers.Bidirectional`: wraps an LSTM layer as Keras does."""
 
 import copy
 import logging
@@ -81,7 +81,8 @@ class Bidirectional(keras.layers.Layer):
         elif backward_layer.go_backwards == layer.go_backwards:
             raise ValueError(
                 "backward_layer.go_backwards must differ from "
-                "layer.go_backwards so that one copy reads backward."
+                "layer.go_backwards so that one copy reads backward; both "
+                f"are {layer.go_backwards}."
             )
         self.backward_layer = backward_layer
         self.return_sequences = layer.return_sequences

@@ -194,9 +194,9 @@ class LSTM(keras.layers.Layer):
     def _build_state_variables(self, batch: int | None) -> None:
         if batch is None:
             raise ValueError(
-                f"{self.name}: stateful=True needs a fixed batch size; give "
-                "the input one, for example keras.Input(shape=..., "
-                "batch_size=32)."
+                f"{self.name}: stateful=True needs a fixed batch size; got "
+                f"batch size {batch}. Give the input one, for example "
+                "keras.Input(shape=..., batch_size=32)."
             )
         sizes = self.cell.state_size
         # As in keras.layers.RNN, the carried state is not a weight: it is
