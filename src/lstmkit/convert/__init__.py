@@ -11,7 +11,9 @@ Every converter goes through `V1Weights`, the arrays of one v1 `LSTMCell`
   `v1_to_torch`, `torch_to_v1`, `to_torch_lstm_state_dict`,
   `from_torch_lstm_state_dict`;
 * TF1 checkpoints: `read_tf1_checkpoint`,
-  `read_tf1_bidirectional_checkpoint`, `cells_from_tf1_checkpoint`.
+  `read_tf1_bidirectional_checkpoint`, `cells_from_tf1_checkpoint`;
+* `lstmkit.layers` objects: `to_lstmkit_layer`,
+  `layer_from_tf1_checkpoint`, `layers_from_torch_state_dict`.
 
 Example:
     >>> import keras
@@ -30,6 +32,11 @@ from lstmkit.convert.keras import (
     to_keras_bidirectional,
     to_keras_lstm,
     v1_to_keras,
+)
+from lstmkit.convert.layers import (
+    layer_from_tf1_checkpoint,
+    layers_from_torch_state_dict,
+    to_lstmkit_layer,
 )
 from lstmkit.convert.layouts import (
     GATE_ORDER_KERAS,
@@ -65,11 +72,14 @@ __all__ = [
     "from_torch_lstm_state_dict",
     "gate_slice",
     "keras_to_v1",
+    "layer_from_tf1_checkpoint",
+    "layers_from_torch_state_dict",
     "read_tf1_bidirectional_checkpoint",
     "read_tf1_checkpoint",
     "reorder_gates",
     "to_keras_bidirectional",
     "to_keras_lstm",
+    "to_lstmkit_layer",
     "to_torch_lstm_state_dict",
     "torch_to_v1",
     "v1_cell_options",

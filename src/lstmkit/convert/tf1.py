@@ -32,7 +32,13 @@ import numpy as np
 import tensorflow as tf
 
 from lstmkit.cells import LSTMCell
-from lstmkit.convert.layouts import V1Weights
+from lstmkit.convert.layouts import (
+    GATE_ORDER_KERAS,
+    GATE_ORDER_TF1,
+    V1Weights,
+    reorder_gates,
+)
+from lstmkit.keras_cell import KerasLSTMCell
 
 logger = logging.getLogger(__name__)
 
@@ -108,7 +114,9 @@ def v1_weights_from_cell(cell: Any) -> V1Weights:
     """Copies the weights of a built lstmkit or v1 `LSTMCell`.
 
     Args:
-        cell: a built `lstmkit.LSTMCell` or v1 `LSTMCell`.
+        cell: a built `lstmkit.LSTMCell` or v1 `LSTMCell`. An
+            `lstmkit.KerasLSTMCell` (the cell of `lstmkit.layers.LSTM` with
+            `semantics="keras"`) is converted from the Keras layout.
 
     Returns:
         `V1Weights` with copies of the cell's arrays and its
@@ -151,7 +159,28 @@ def v1_weights_from_cell(cell: Any) -> V1Weights:
         name: _variable_to_numpy(variable)
         for name, variable in variables.items()
     }
+    if isinstance(cell, KerasLSTMCell):
+        _keras_cell_arrays_to_v1(arrays, cell.recurrent_kernel)
     return V1Weights(forget_bias=options["forget_bias"], **arrays)
+
+
+def _keras_cell_arrays_to_v1(
+    arrays: dict[str, np.ndarray], recurrent_kernel: Any
+) -> None:
+    """Rewrites a `KerasLSTMCell`'s kernel and bias in the v1 layout.
+
+    The Keras layout keeps the x rows (`kernel`) and the h rows
+    (`recurrent_kernel`) in two matrices with gate blocks i, f, c, o. The
+    cell adds its `forget_bias` at run time as the v1 cell does, so the
+    bias moves over unchanged apart from the block order.
+    """
+    stacked = np.concatenate(
+        [arrays["kernel"], _variable_to_numpy(recurrent_kernel)], axis=0
+    )
+    arrays["kernel"] = reorder_gates(stacked, GATE_ORDER_KERAS, GATE_ORDER_TF1)
+    arrays["bias"] = reorder_gates(
+        arrays["bias"], GATE_ORDER_KERAS, GATE_ORDER_TF1
+    )
 
 
 def v1_weights_and_options(
