@@ -5,11 +5,11 @@ Formats, guessed from the path unless `--from` / `--to` names them:
 * tf1: a TF1 checkpoint written by `tf.compat.v1.nn.dynamic_rnn` or
   `bidirectional_dynamic_rnn` with the v1 `LSTMCell`. A source is a
   checkpoint prefix (the name before `.index`) or a folder with a
-  `checkpoint` file. A target is a checkpoint prefix; `.ckpt` names are
-  guessed, others need `--to tf1`.
+  `checkpoint` file. A target is a checkpoint prefix, guessed from a
+  `.ckpt` name or named with `--to tf1`.
 * keras: a `.keras` model file. A source contributes its first
   `keras.layers.LSTM`, `keras.layers.Bidirectional` of LSTMs or lstmkit
-  layer. A target holds `keras.Sequential([keras.Input((None, depth)),
+  layer. A target contains `keras.Sequential([keras.Input((None, depth)),
   LSTM(units, return_sequences=True)])`, or `Bidirectional(LSTM(...))`,
   which loads without lstmkit.
 * torch: a PyTorch `nn.LSTM` state dict, as `.npz` (NumPy arrays under
@@ -56,7 +56,7 @@ DEFAULT_FORGET_BIAS = 1.0
 PROBE_BATCH = 3
 PROBE_TIME = 7
 # Largest absolute output difference accepted between source and target.
-# Converted float32 weights typically differ by about 1e-7.
+# The small float32 models of tests/test_cli_convert.py differ by about 1e-7.
 MAX_DIFFERENCE = 1e-4
 # Max number of names listed in an error message. The rest are counted.
 MAX_LISTED_NAMES = 20
@@ -82,7 +82,7 @@ Layers = list[tuple[Any, Any]]
 
 
 class ConversionError(Exception):
-    """A conversion failed because of its input; the message says why."""
+    """Invalid input for a conversion. The message names the problem."""
 
 
 @dataclasses.dataclass
@@ -129,7 +129,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
             "tf1 (a TF1 checkpoint of tf.compat.v1.nn.dynamic_rnn or "
             "bidirectional_dynamic_rnn with the v1 LSTMCell), keras (a "
             ".keras model file) and torch (an nn.LSTM state dict as .npz, "
-            ".pt or .pth). Exits with 0 when the difference is at most "
+            ".pt or .pth). An nn.LSTM with num_layers > 1 converts only to "
+            "another state dict. The target is read back and run with its "
+            "own framework. Exits with 0 when the difference is at most "
             f"{MAX_DIFFERENCE:g}, 1 when it is larger, and 2 on invalid "
             "input."
         ),
@@ -164,11 +166,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--forget-bias", type=_finite_float, default=DEFAULT_FORGET_BIAS,
         help="forget_bias of the v1 LSTMCell on the tf1 side (default: "
-        f"{DEFAULT_FORGET_BIAS:g}, the v1 default). A TF1 checkpoint does "
-        "not store it: for a tf1 source pass the value the model was built "
-        "with, for a tf1 target build the v1 cell with this value. Keras "
-        "and PyTorch keep the whole bias in their weights, so other "
-        "conversions give the same outputs with any value",
+        f"{DEFAULT_FORGET_BIAS}, the v1 default). A TF1 checkpoint does not "
+        "store it, so pass the value a tf1 source was built with, and build "
+        "the v1 cell of a tf1 target with this value. Keras and PyTorch "
+        "keep the whole bias in their weights, so conversions without a "
+        "tf1 side give the same outputs with any value",
     )
     parser.add_argument(
         "--overwrite", action="store_true",
@@ -193,6 +195,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         source_format = guess_source_format(args.source, args.source_format)
         target_format = guess_target_format(args.target, args.target_format)
+        _check_arguments(args, source_format)
         _check_target_path(args, target_format)
 
         source = load_model(
@@ -218,7 +221,7 @@ def run(args: argparse.Namespace) -> int:
             f"lstmkit convert: error: the outputs of {args.target} differ "
             f"from those of {args.source} by up to {worst:.3g}, more than "
             f"{MAX_DIFFERENCE:g}. The target was written but does not "
-            "compute what the source does; do not use it.",
+            "compute what the source does. Do not use it.",
             file=sys.stderr,
         )
         return 1
@@ -295,6 +298,14 @@ def guess_target_format(path: pathlib.Path, requested: str | None) -> str:
     return requested
 
 
+def _check_arguments(args: argparse.Namespace, source_format: str) -> None:
+    if args.prefix is not None and source_format == "keras":
+        raise ConversionError(
+            "--prefix selects a TF1 variable scope or a PyTorch key prefix, "
+            "but SOURCE is a .keras file, whose first LSTM layer is used."
+        )
+
+
 def _check_target_path(args: argparse.Namespace, target_format: str) -> None:
     """Rejects a TARGET that exists (without `--overwrite`) or is SOURCE."""
     if args.source.resolve() == args.target.resolve():
@@ -303,14 +314,13 @@ def _check_target_path(args: argparse.Namespace, target_format: str) -> None:
             "another TARGET."
         )
     existing = [
-        path for path in _target_files(args.target, target_format)
+        str(path) for path in _target_files(args.target, target_format)
         if path.exists()
     ]
     if existing and not args.overwrite:
-        names = ", ".join(str(path) for path in existing)
         raise ConversionError(
-            f"TARGET {names} already exists. Choose another TARGET or pass "
-            "--overwrite to replace it."
+            f"TARGET {args.target} already exists ({', '.join(existing)}). "
+            "Choose another TARGET or pass --overwrite to replace it."
         )
     for parent in args.target.parents:
         if parent.exists() and not parent.is_dir():
@@ -349,15 +359,17 @@ def load_model(
             means no clipping and tanh.
 
     Raises:
-        ConversionError: the file cannot be read or holds no LSTM.
-        ValueError: the weights do not form an LSTM (from the
-            converters).
+        ConversionError: the file cannot be read, contains no LSTM, or its
+            weights do not form one.
     """
-    if model_format == "tf1":
-        return load_tf1(path, prefix, forget_bias, cell_options or {})
-    if model_format == "keras":
-        return load_keras(path, forget_bias)
-    return load_torch(path, prefix, forget_bias)
+    try:
+        if model_format == "tf1":
+            return load_tf1(path, prefix, forget_bias, cell_options or {})
+        if model_format == "keras":
+            return load_keras(path, forget_bias)
+        return load_torch(path, prefix, forget_bias)
+    except ValueError as error:
+        raise ConversionError(f"Cannot convert {path}: {error}") from error
 
 
 def load_tf1(
@@ -383,12 +395,13 @@ def load_tf1(
     def run_checkpoint(inputs: np.ndarray) -> np.ndarray:
         return run_tf1_checkpoint(checkpoint, scopes, layers[0], inputs)
 
-    shown = scopes[0] if len(scopes) == 1 else _bidirectional_scope(scopes)
     runtime = "tf.compat.v1.nn.dynamic_rnn"
+    scope_text = scopes[0]
     if len(scopes) == 2:
         runtime = "tf.compat.v1.nn.bidirectional_dynamic_rnn"
+        scope_text = _bidirectional_scope(scopes)
     return LoadedModel(
-        "tf1", f"{checkpoint} (scope {shown})", layers, runtime,
+        "tf1", f"{checkpoint} (scope {scope_text})", layers, runtime,
         run_checkpoint,
     )
 
@@ -465,9 +478,10 @@ def _scope_not_found_message(
         hint = f" Scopes with a kernel and a bias: {', '.join(scopes)}."
     listing = _list_names([f"{name} {shape}" for name, shape in names.items()])
     return (
-        f"Checkpoint {checkpoint} has no {looked_for}, so it holds no LSTM "
+        f"Checkpoint {checkpoint} has no {looked_for}, so it contains no LSTM "
         f"written by dynamic_rnn or bidirectional_dynamic_rnn.{hint} Pass "
-        f"the cell's variable scope with --prefix. Variables: {listing}."
+        "the cell's variable scope with --prefix, or for a bidirectional "
+        f"RNN the scope above fw and bw. Variables: {listing}."
     )
 
 
@@ -565,8 +579,8 @@ def _keras_layer_cells(layer: Any, forget_bias: float) -> tuple[Any, Any]:
     elif layer.go_backwards:
         raise ConversionError(
             f"Layer {layer.name!r} has go_backwards=True, so it reads its "
-            "inputs reversed; convert handles forward LSTM layers and "
-            "Bidirectional layers."
+            "inputs reversed. convert reads forward LSTM layers and "
+            "Bidirectional layers only."
         )
     for direction in directions:
         if not direction.built:
@@ -673,7 +687,9 @@ def _read_torch_file(path: pathlib.Path) -> dict[str, np.ndarray]:
         loaded = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError) as error:
         raise ConversionError(
-            f"torch.load could not read {path}: {_message(error)}"
+            f"torch.load(weights_only=True) could not read {path}: "
+            f"{_torch_load_reason(error)} Save the state_dict() of the "
+            "nn.LSTM (not the module) with torch.save, or as .npz."
         ) from error
     if not isinstance(loaded, Mapping):
         raise ConversionError(
@@ -694,6 +710,22 @@ def _read_torch_file(path: pathlib.Path) -> dict[str, np.ndarray]:
             tensor = tensor.float()
         arrays[key] = tensor.numpy()
     return arrays
+
+
+def _torch_load_reason(error: BaseException) -> str:
+    """Returns the cause in a `torch.load` error, without its advice.
+
+    With `weights_only=True`, PyTorch 2.13 puts the cause after
+    "WeightsUnpickler error:" and surrounds it with advice to load the
+    file with `weights_only=False`, which can run arbitrary code.
+    """
+    text = _message(error)
+    marker = "WeightsUnpickler error:"
+    if marker in text:
+        text = text.split(marker, 1)[1].strip().splitlines()[0]
+        text = text.split(". ", 1)[0]
+    text = " ".join(text.split()).rstrip(".")
+    return text + "."
 
 
 def _select_module(
@@ -741,23 +773,26 @@ def save_model(
     """Writes `layers` to `path` in `target_format`.
 
     Raises:
-        ConversionError: the format cannot hold this stack of layers.
-        ValueError: a cell has an option that the format lacks (from the
-            converters).
+        ConversionError: the format cannot hold these layers, such as a
+            stack in a keras or tf1 target or peepholes in a keras or
+            torch target.
     """
     if target_format != "torch" and len(layers) > 1:
         raise ConversionError(
             f"The source is an nn.LSTM with num_layers={len(layers)}, but a "
-            f"{target_format} target holds one LSTM or BiLSTM layer. Write "
+            f"{target_format} target contains one LSTM or BiLSTM layer. Write "
             "a .npz, .pt or .pth state dict instead."
         )
     path.parent.mkdir(parents=True, exist_ok=True)
-    if target_format == "keras":
-        save_keras(layers[0], path)
-    elif target_format == "torch":
-        save_torch(layers, path)
-    else:
-        save_tf1(layers[0], path, overwrite)
+    try:
+        if target_format == "keras":
+            save_keras(layers[0], path)
+        elif target_format == "torch":
+            save_torch(layers, path)
+        else:
+            save_tf1(layers[0], path, overwrite)
+    except ValueError as error:
+        raise ConversionError(f"Cannot write {path}: {error}") from error
     logger.info("Wrote %s.", path)
 
 
@@ -831,7 +866,7 @@ def save_tf1(
         )
     if not write_state:
         logger.info(
-            "Left %s unchanged because it exists; pass --overwrite to point "
+            "Left %s unchanged because it exists. Pass --overwrite to point "
             "it at %s.",
             state_file,
             path,
@@ -1007,7 +1042,12 @@ def run_torch_lstm(
     module.load_state_dict(
         {key: torch.from_numpy(value) for key, value in state_dict.items()}
     )
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():
+        # PyTorch notes that oneDNN lacks proj_size and falls back to its
+        # default implementation, which is the reference anyway.
+        warnings.filterwarnings(
+            "ignore", message="LSTM with projections", category=UserWarning
+        )
         outputs, _ = module(torch.from_numpy(inputs))
     return outputs.numpy()
 
@@ -1017,8 +1057,8 @@ def numpy_torch_lstm(
 ) -> np.ndarray:
     """Computes `nn.LSTM(batch_first=True)` outputs in float64 with NumPy.
 
-    Follows the equations of the `torch.nn.LSTM` documentation
-    (PyTorch 2.13): per layer and direction, with blocks i, f, g, o of
+    Follows the equations of the `torch.nn.LSTM` documentation: per layer
+    and direction, with blocks i, f, g, o of
     `weight_ih` (and of `weight_hh` and both biases),
 
         gates = x_t W_ih^T + b_ih + h W_hh^T + b_hh
@@ -1162,8 +1202,10 @@ def print_report(
 
     if target.format == "tf1":
         print()
-        print(f"Restore with {_v1_cell_call(target.first_cell)} in the "
-              f"{target.runtime} code.")
+        print(
+            f"To restore {args.target}, run {target.runtime} with the v1 "
+            f"cell {_v1_cell_call(target.first_cell)}."
+        )
 
 
 def _runtime_row(
