@@ -362,7 +362,7 @@ def test_bidirectional_matches_keras(merge_mode, mask_name):
     )
 
 
-@pytest.mark.parametrize("mask_name", ["none", "right", "holes"])
+@pytest.mark.parametrize("mask_name", ["right", "holes"])
 @pytest.mark.parametrize("return_sequences, return_state", RETURN_MODES)
 @pytest.mark.parametrize("merge_mode", ["concat", None])
 def test_bidirectional_matches_keras_return_modes(
@@ -476,7 +476,7 @@ def embedding_model(layer, seed=4):
     return model
 
 
-@pytest.mark.parametrize("mask_name", MASKED)
+@pytest.mark.parametrize("mask_name", ["left", "empty_row"])
 @pytest.mark.parametrize("kind", list(LAYER_PAIRS))
 def test_layer_embedding_mask_matches_keras(kind, mask_name):
     ours, reference = LAYER_PAIRS[kind](
@@ -620,7 +620,7 @@ def make_v1_cells(options=None, seeds=(20, 21)):
     return cells
 
 
-def test_bidirectional_tf1_matches_v1_bidirectional_dynamic_rnn():
+def test_bidirectional_tf1_matches_v1():
     cell_fw, cell_bw = make_v1_cells()
     ours = lstmkit.layers.Bidirectional(
         lstmkit.layers.LSTM(
@@ -718,7 +718,7 @@ def keras_layout(v1_weights, options):
 
 @pytest.mark.parametrize("option", list(OPTION_CASES))
 @pytest.mark.parametrize("semantics", ["keras", "tf1"])
-def test_lstm_v1_options_match_v1_dynamic_rnn(semantics, option):
+def test_lstm_v1_options_match_v1(semantics, option):
     options = OPTION_CASES[option]
     (v1_cell,) = make_v1_cells(options, seeds=(30,))
     layer_options = dict(options)
@@ -1075,7 +1075,7 @@ CONSTRUCTOR_ERRORS = {
             keras.Input((TIME, DEPTH))
         ),
         ValueError,
-        "batch size None",
+        "batch size is None",
     ),
     "bidirectional_non_lstm": (
         lambda: lstmkit.layers.Bidirectional(keras.layers.GRU(UNITS)),
@@ -1095,7 +1095,7 @@ CONSTRUCTOR_ERRORS = {
             backward_layer=lstmkit.layers.LSTM(UNITS),
         ),
         ValueError,
-        "both are False",
+        "but both are False",
     ),
 }
 

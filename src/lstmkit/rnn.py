@@ -233,7 +233,11 @@ def run_masked(
         (tf.constant(0), state, initial_output, outputs),
         maximum_iterations=time,
     )
-    return outputs.stack(), state, last_output
+    stacked = outputs.stack()
+    # The TensorArray's size is a tensor, so its stack loses the static
+    # number of steps. Setting it back lets Keras infer output shapes.
+    stacked.set_shape(x.shape[:1].concatenate(output_shape))
+    return stacked, state, last_output
 
 
 def _to_time_major(

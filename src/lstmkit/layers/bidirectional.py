@@ -72,17 +72,20 @@ class Bidirectional(keras.layers.Layer):
                 f"{merge_mode!r}."
             )
         self.merge_mode = merge_mode
-        self.forward_layer = _copy_layer(layer, "forward_" + layer.name)
+        # As Keras does, drop a "forward_" prefix before adding one, so
+        # that get_config/from_config round trips keep the names.
+        base_name = layer.name.removeprefix("forward_")
+        self.forward_layer = _copy_layer(layer, "forward_" + base_name)
         if backward_layer is None:
             config = layer.get_config()
             config["go_backwards"] = not layer.go_backwards
             backward_layer = LSTM.from_config(config)
-            backward_layer.name = "backward_" + layer.name
+            backward_layer.name = "backward_" + base_name
         elif backward_layer.go_backwards == layer.go_backwards:
             raise ValueError(
                 "backward_layer.go_backwards must differ from "
-                "layer.go_backwards so that one copy reads backward; both "
-                f"are {layer.go_backwards}."
+                "layer.go_backwards so that one copy reads backward, but "
+                f"both are {layer.go_backwards}."
             )
         self.backward_layer = backward_layer
         self.return_sequences = layer.return_sequences

@@ -194,13 +194,13 @@ class LSTM(keras.layers.Layer):
     def _build_state_variables(self, batch: int | None) -> None:
         if batch is None:
             raise ValueError(
-                f"{self.name}: stateful=True needs a fixed batch size; got "
-                f"batch size {batch}. Give the input one, for example "
-                "keras.Input(shape=..., batch_size=32)."
+                f"{self.name}: stateful=True needs a fixed batch size, but "
+                f"the input's batch size is {batch}. Give the input one, "
+                "for example keras.Input(shape=..., batch_size=32)."
             )
         sizes = self.cell.state_size
-        # As in keras.layers.RNN, the carried state is not a weight: it is
-        # left out of `weights`, `get_weights()` and saved files, so a
+        # As in keras.layers.RNN, the carried state is not a weight. It is
+        # left out of `weights`, `get_weights()` and `.keras` files, so a
         # stateful layer takes `set_weights(keras_lstm.get_weights())` too.
         with tracking.DotNotTrackScope():
             self.state_variables = LSTMStateTuple(
