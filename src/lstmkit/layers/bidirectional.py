@@ -7,6 +7,8 @@ from typing import Any
 import keras
 import tensorflow as tf
 
+from keras.src.utils import tracking
+
 from lstmkit.layers import masks
 from lstmkit.layers.lstm import LSTM
 
@@ -27,8 +29,9 @@ class Bidirectional(keras.layers.Layer):
     With `return_sequences`, masked outputs are zeros in both halves.
 
     Without a mask or `sequence_length`, every step counts as valid, padding
-    included; called eagerly on inputs whose last step is all zeros in every
-    row, the layer logs one warning naming the fix.
+    included. When a row then ends in an all-zero step, the layer warns
+    once, naming the fix (not under XLA, see
+    `lstmkit.layers.masks.warn_if_unmasked_padding`).
 
     Args:
         layer: an `lstmkit.layers.LSTM`; copied, not shared.
@@ -96,6 +99,12 @@ class Bidirectional(keras.layers.Layer):
             self.forward_layer.zero_output_for_mask = True
             self.backward_layer.zero_output_for_mask = True
         self.supports_masking = True
+        # Records the unmasked-padding warning inside compiled functions.
+        # It is not a weight, so get_weights() stays Keras' list.
+        with tracking.DotNotTrackScope():
+            self._warned = tf.Variable(
+                False, trainable=False, name="unmasked_padding_warned"
+            )
 
     def build(self, input_shape: Any) -> None:
         """Builds both copies for inputs of `input_shape`."""
@@ -116,7 +125,7 @@ class Bidirectional(keras.layers.Layer):
     ) -> Any:
         if mask is None and sequence_length is None:
             masks.warn_if_unmasked_padding(
-                tf.convert_to_tensor(inputs), self.name
+                tf.convert_to_tensor(inputs), self.name, self._warned
             )
         states_fw, states_bw = _split_states(initial_state)
         arguments = dict(

@@ -1,6 +1,7 @@
 """Step masks for the Keras layers: from Keras masks or sequence lengths."""
 
 import logging
+import sys
 from typing import Any
 
 import numpy as np
@@ -74,33 +75,85 @@ def _check_agreement(mask: tf.Tensor, from_lengths: tf.Tensor) -> tf.Tensor:
         return tf.identity(mask)
 
 
-def warn_if_unmasked_padding(inputs: tf.Tensor, layer_name: str) -> None:
-    """Logs one warning when an unmasked row ends in an all-zero step.
+def warn_if_unmasked_padding(
+    inputs: tf.Tensor, layer_name: str, warned: tf.Variable | None = None
+) -> None:
+    """Warns once when an unmasked row ends in an all-zero step.
 
     A bidirectional layer without a mask or lengths reads such trailing
-    zeros as data, and its backward direction reads them first. The check
-    runs on eager inputs only: in a compiled function the values are not
-    known when the Python code runs.
+    zeros as data, and its backward direction reads them first. Eagerly the
+    warning goes through `logging`. Inside a compiled function it is a
+    `tf.print` to stderr guarded by the boolean variable `warned`, so it
+    also fires in `model.fit` and `model.predict`. Under XLA, which has no
+    print op, nothing is checked.
 
     Args:
         inputs: `[batch, time, depth]`.
         layer_name: named in the warning.
+        warned: bool variable that records the warning in compiled code;
+            without it only eager calls are checked.
     """
+    message = _unmasked_padding_message(layer_name)
+    if tf.executing_eagerly():
+        _warn_eagerly(inputs, message, warned)
+        return
+    if warned is None or _in_xla_context():
+        return
+
+    def warn() -> tf.Tensor:
+        printed = tf.print("WARNING:", message, output_stream=sys.stderr)
+        with tf.control_dependencies([printed]):
+            warned.assign(True)
+        return tf.constant(True)
+
+    condition = tf.logical_and(
+        _ends_in_zero_step(inputs), tf.logical_not(warned)
+    )
+    tf.cond(condition, warn, lambda: tf.constant(False))
+
+
+def _ends_in_zero_step(inputs: tf.Tensor) -> tf.Tensor:
+    """True when some row with data ends in a step that is all zeros."""
+    nonzero = tf.not_equal(inputs, tf.zeros([], inputs.dtype))
+    last_step_zero = tf.logical_not(tf.reduce_any(nonzero[:, -1, :], -1))
+    has_data = tf.reduce_any(nonzero, axis=[1, 2])
+    long_enough = tf.shape(inputs)[1] >= 2
+    return tf.logical_and(
+        long_enough,
+        tf.reduce_any(tf.logical_and(last_step_zero, has_data)),
+    )
+
+
+def _warn_eagerly(
+    inputs: tf.Tensor, message: str, warned: tf.Variable | None
+) -> None:
     global _warned_unmasked_padding
-    if _warned_unmasked_padding or not tf.executing_eagerly():
+    already = _warned_unmasked_padding or (
+        warned is not None and bool(warned.numpy())
+    )
+    if already or inputs.shape.rank != 3 or inputs.shape.num_elements() == 0:
         return
-    values = inputs.numpy()
-    if values.ndim != 3 or values.shape[1] < 2 or values.size == 0:
-        return
-    last_step_zero = np.all(values[:, -1, :] == 0, axis=-1)
-    has_data = np.any(values != 0, axis=(1, 2))
-    if np.any(last_step_zero & has_data):
+    if bool(_ends_in_zero_step(inputs)):
         _warned_unmasked_padding = True
-        logger.warning(
-            "%s: a row ends in a time step that is zero in every feature "
-            "and no mask or sequence_length was given. If that step is "
-            "padding, it is read as data, and the backward direction reads "
-            "it first. Add a Masking layer "
-            "(keras.layers.Masking(0.0)) or pass sequence_length.",
-            layer_name,
-        )
+        if warned is not None:
+            warned.assign(True)
+        logger.warning("%s", message)
+
+
+def _unmasked_padding_message(layer_name: str) -> str:
+    return (
+        f"{layer_name}: a row ends in a time step that is zero in every "
+        "feature and no mask or sequence_length was given. If that step "
+        "is padding, it is read as data, and the backward direction reads "
+        "it first. Add a Masking layer (keras.layers.Masking(0.0)) or pass "
+        "sequence_length."
+    )
+
+
+def _in_xla_context() -> bool:
+    # NOTE: a private TensorFlow helper (TF 2.21); it reports whether the
+    # function being traced will be compiled with jit_compile=True.
+    from tensorflow.python.ops import control_flow_util
+
+    graph = tf.compat.v1.get_default_graph()
+    return control_flow_util.GraphOrParentsInXlaContext(graph)
