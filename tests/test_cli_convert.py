@@ -16,7 +16,7 @@ import tensorflow as tf
 
 import lstmkit.layers
 from helpers import V1LSTMCell
-from lstmkit.cli import convert
+from lstmkit.convert import formats, probe
 from lstmkit.cli.main import main
 from lstmkit.convert import to_torch_lstm_state_dict
 
@@ -425,12 +425,12 @@ def test_difference_above_limit_exits_1(
     sources, tmp_path, capsys, monkeypatch
 ):
     path, _, _ = sources["keras_lstm"]
-    run_keras_layer = convert.run_keras_layer
+    run_keras_layer = probe.run_keras_layer
 
     def shifted(layer, inputs):
         return run_keras_layer(layer, inputs) + 0.01
 
-    monkeypatch.setattr(convert, "run_keras_layer", shifted)
+    monkeypatch.setattr(probe, "run_keras_layer", shifted)
     status, output, error = run_convert(capsys, path, tmp_path / "out.npz")
 
     assert status == 1
@@ -557,7 +557,7 @@ def test_pt_without_torch_explains_fix(
     sources, tmp_path, capsys, monkeypatch
 ):
     path, _, _ = sources["npz_lstm"]
-    monkeypatch.setattr(convert, "_torch_installed", lambda: False)
+    monkeypatch.setattr(formats, "torch_installed", lambda: False)
 
     result = run_convert(capsys, path, tmp_path / "out.pt")
 
