@@ -37,6 +37,11 @@ CELLS = {
     ),
     "keras_lstm": lambda dtype: lstmkit.KerasLSTMCell(UNITS, dtype=dtype),
     "janet": lambda dtype: JanetCell(UNITS, dtype=dtype),
+    "gru_reset_after": lambda dtype: lstmkit.GRUCell(UNITS, dtype=dtype),
+    "gru_reset_before": lambda dtype: lstmkit.GRUCell(
+        UNITS, reset_after=False, dtype=dtype
+    ),
+    "v1_gru": lambda dtype: lstmkit.V1GRUCell(UNITS, dtype=dtype),
 }
 
 

@@ -14,10 +14,12 @@ from typing import Any
 __version__ = "0.1.0"
 
 _EXPORTS = {
+    "GRUCell": "lstmkit.gru",
     "KerasLSTMCell": "lstmkit.keras_cell",
     "LSTMCell": "lstmkit.cells",
     "LSTMStateTuple": "lstmkit.cells",
     "RecurrentCell": "lstmkit.cells",
+    "V1GRUCell": "lstmkit.gru",
     "bidirectional_dynamic_rnn": "lstmkit.rnn",
     "dynamic_rnn": "lstmkit.rnn",
 }
