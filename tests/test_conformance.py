@@ -42,6 +42,13 @@ CELLS = {
         UNITS, reset_after=False, dtype=dtype
     ),
     "v1_gru": lambda dtype: lstmkit.V1GRUCell(UNITS, dtype=dtype),
+    "layer_norm_gates": lambda dtype: lstmkit.LayerNormLSTMCell(
+        UNITS, dtype=dtype
+    ),
+    "layer_norm_separate": lambda dtype: lstmkit.LayerNormLSTMCell(
+        UNITS, norm="separate", dtype=dtype
+    ),
+    "cifg": lambda dtype: lstmkit.CIFGLSTMCell(UNITS, dtype=dtype),
 }
 
 

@@ -14,9 +14,11 @@ from typing import Any
 __version__ = "0.1.0"
 
 _EXPORTS = {
+    "CIFGLSTMCell": "lstmkit.variants",
     "GRUCell": "lstmkit.gru",
     "KerasLSTMCell": "lstmkit.keras_cell",
     "LSTMCell": "lstmkit.cells",
+    "LayerNormLSTMCell": "lstmkit.variants",
     "LSTMStateTuple": "lstmkit.cells",
     "RecurrentCell": "lstmkit.cells",
     "V1GRUCell": "lstmkit.gru",
