@@ -21,9 +21,12 @@ _EXPORTS = {
     "LayerNormLSTMCell": "lstmkit.variants",
     "LSTMStateTuple": "lstmkit.cells",
     "RecurrentCell": "lstmkit.cells",
+    "TrainableInitialState": "lstmkit.stack",
     "V1GRUCell": "lstmkit.gru",
     "bidirectional_dynamic_rnn": "lstmkit.rnn",
     "dynamic_rnn": "lstmkit.rnn",
+    "stacked_bidirectional_dynamic_rnn": "lstmkit.stack",
+    "stacked_dynamic_rnn": "lstmkit.stack",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__", "convert", "layers"]
