@@ -245,3 +245,31 @@ def test_compare_no_bucketing_only_for_tagging(tmp_path, capsys):
     assert status == 2
     assert "--no-bucketing" in capsys.readouterr().err
     assert not (tmp_path / "o").exists(), "a failed run left its folder"
+
+
+@pytest.mark.parametrize("cell", ["layer_norm", "cifg", "gru"])
+def test_compare_cell_variant_runs(cell, shared_data, tmp_path, monkeypatch):
+    monkeypatch.setenv("LSTMKIT_DATA", str(shared_data))
+    out = tmp_path / cell
+
+    status = run_compare([
+        "--task", "vowels", "--cell", cell, "--epochs", "1",
+        "--limit", "60", "--units", "8", "--out", str(out),
+    ])
+
+    assert status == 0
+    report = read_report(out)
+    assert report["settings"]["cell"] == cell
+    ours = report["models"]["lstmkit"]["train_loss"][0]
+    builtin = report["models"]["builtin"]["train_loss"][0]
+    assert ours != pytest.approx(builtin, rel=1e-6), "cell was not used"
+
+
+def test_compare_cell_rejects_keras_reference(tmp_path, capsys):
+    status = run_compare([
+        "--cell", "gru", "--reference", "keras", "--epochs", "1",
+        "--out", str(tmp_path / "o"),
+    ])
+
+    assert status == 2
+    assert "--reference keras" in capsys.readouterr().err

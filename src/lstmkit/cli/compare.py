@@ -27,6 +27,7 @@ REFERENCE_NAMES = {
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Adds the `compare` subcommand."""
+    from lstmkit.compare.backends import CELLS
     from lstmkit.compare.models import MODELS
     from lstmkit.compare.tasks import TASKS
 
@@ -106,6 +107,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "and Bidirectional (default: v1)",
     )
     parser.add_argument(
+        "--cell", choices=sorted(CELLS), default="lstm",
+        help="lstmkit's cell; anything but lstm trains that variant beside "
+        "the v1 built-in LSTM, sharing only embeddings and head "
+        "(default: lstm)",
+    )
+    parser.add_argument(
         "--no-bucketing", action="store_true",
         help="tagging tasks: batch random sentences together instead of "
         "sentences of similar length, so batches hold more padding",
@@ -119,6 +126,11 @@ def run(args: argparse.Namespace) -> int:
     from lstmkit.data import DataFormatError, DataNotFoundError
 
     try:
+        if args.cell != "lstm" and args.reference != "v1":
+            raise ValueError(
+                f"--cell {args.cell} compares with the v1 built-in LSTM; "
+                "drop --reference keras."
+            )
         _apply_task_defaults(args)
         out = args.out or default_out_dir(args.task, args.model)
         check_out_dir(out, REPORT_NAME, args.overwrite)
@@ -164,7 +176,7 @@ def _train_and_report(
 
     keras.utils.set_random_seed(args.seed)
     models = make_twin_models(
-        task_data, args.model, args.units, args.reference
+        task_data, args.model, args.units, args.reference, args.cell
     )
     settings = _settings(args, task_data)
     title = (
@@ -220,4 +232,5 @@ def _settings(args: argparse.Namespace, task_data: Any) -> dict[str, Any]:
         "optimizer": "adam",
         **task_data.settings(),
         "reference": REFERENCE_NAMES[args.reference],
+        "cell": args.cell,
     }

@@ -56,12 +56,13 @@ class LstmkitBackend:
         """
         if self.model == "lstm":
             outputs, state = self.unidirectional(cells[0], x, lengths)
-            return outputs, state.h
+            return outputs, _final_h(state)
         (forward, backward), (state_fw, state_bw) = self.bidirectional(
             cells[0], cells[1], x, lengths
         )
         outputs = tf.concat([forward, backward], axis=-1)
-        return outputs, tf.concat([state_fw.h, state_bw.h], axis=-1)
+        final = [_final_h(state_fw), _final_h(state_bw)]
+        return outputs, tf.concat(final, axis=-1)
 
     def unidirectional(
         self, cell: Any, x: tf.Tensor, lengths: tf.Tensor | None
@@ -82,6 +83,45 @@ class LstmkitBackend:
         return lstmkit.bidirectional_dynamic_rnn(
             cell_fw, cell_bw, x, sequence_length=lengths, dtype=x.dtype
         )
+
+
+def _final_h(state: Any) -> tf.Tensor:
+    # An LSTM state is a (c, h) tuple; a GRU state is h itself.
+    return state.h if hasattr(state, "h") else state
+
+
+CELLS = {
+    "lstm": lambda units: lstmkit.LSTMCell(units),
+    "layer_norm": lambda units: lstmkit.LayerNormLSTMCell(units),
+    "layer_norm_separate": lambda units: lstmkit.LayerNormLSTMCell(
+        units, norm="separate"
+    ),
+    "cifg": lambda units: lstmkit.CIFGLSTMCell(units),
+    "gru": lambda units: lstmkit.GRUCell(units),
+}
+
+
+class CellVariantBackend(LstmkitBackend):
+    """lstmkit's drivers with another cell of the extension point.
+
+    Args:
+        model: `"lstm"` or `"bilstm"` (the layout; the cell may be a GRU).
+        cell: a key of `CELLS`.
+    """
+
+    def __init__(self, model: str, cell: str):
+        super().__init__(model)
+        if cell not in CELLS:
+            raise ValueError(
+                f"cell must be one of {sorted(CELLS)}; got {cell!r}."
+            )
+        self.cell = cell
+        self.name = f"lstmkit_{cell}"
+
+    def make_cell(self, units: int, input_depth: int) -> Any:
+        cell = CELLS[self.cell](units)
+        cell.build((input_depth,))
+        return cell
 
 
 class BuiltinBackend(LstmkitBackend):

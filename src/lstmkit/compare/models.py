@@ -12,7 +12,12 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from lstmkit.compare.backends import MODELS, LstmkitBackend, make_backend
+from lstmkit.compare.backends import (
+    MODELS,
+    CellVariantBackend,
+    LstmkitBackend,
+    make_backend,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +58,11 @@ class SequenceClassifier(tf.Module):
         """All weights: cell weights in direction order, then the head's."""
         weights = [w for cell in self.cells for w in cell.weights]
         return weights + list(self.head.weights)
+
+    @property
+    def shared_variables(self) -> list[Any]:
+        """Weights outside the cells (the head), equal across cell kinds."""
+        return list(self.head.weights)
 
     def copy_weights_from(self, other: Any) -> None:
         """Assigns `other`'s weights, in `variables_in_order` order."""
@@ -112,7 +122,11 @@ def make_model(task_data: Any, backend: LstmkitBackend, units: int) -> Any:
 
 
 def make_twin_models(
-    task_data: Any, model: str, units: int, reference: str = "v1"
+    task_data: Any,
+    model: str,
+    units: int,
+    reference: str = "v1",
+    cell: str = "lstm",
 ) -> dict[str, Any]:
     """Creates lstmkit and built-in models for a task, with equal weights.
 
@@ -124,6 +138,9 @@ def make_twin_models(
         model: `"lstm"` or `"bilstm"`.
         units: LSTM units per direction.
         reference: `"v1"` or `"keras"`, see `make_backend`.
+        cell: lstmkit's cell, a key of `lstmkit.compare.backends.CELLS`.
+            Another cell than `"lstm"` shares only the weights outside the
+            cells (embeddings, head) with the built-in LSTM.
 
     Returns:
         `{"lstmkit": ..., "builtin": ...}`.
@@ -131,6 +148,18 @@ def make_twin_models(
     builtin = make_model(
         task_data, make_backend("builtin", model, reference), units
     )
+    if cell != "lstm":
+        if reference != "v1":
+            raise ValueError(
+                f"--cell {cell} compares with the v1 built-in LSTM; drop "
+                "--reference keras."
+            )
+        ours = make_model(task_data, CellVariantBackend(model, cell), units)
+        for target, source in zip(
+            ours.shared_variables, builtin.shared_variables, strict=True
+        ):
+            target.assign(tf.convert_to_tensor(source))
+        return {"lstmkit": ours, "builtin": builtin}
     ours = make_model(
         task_data, make_backend("lstmkit", model, reference), units
     )

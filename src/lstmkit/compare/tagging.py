@@ -275,6 +275,13 @@ class SequenceTagger(tf.Module):
         weights += [w for cell in self.cells for w in cell.weights]
         return weights + list(self.head.weights)
 
+    @property
+    def shared_variables(self) -> list[Any]:
+        """Weights outside the cells: embedding tables and the head's."""
+        tables = self.embeddings.values()
+        weights = [w for layer in tables for w in layer.weights]
+        return weights + list(self.head.weights)
+
     def copy_weights_from(self, other: Any) -> None:
         """Assigns `other`'s weights, in `variables_in_order` order."""
         copy_weights(self, other)
