@@ -49,6 +49,12 @@ CELLS = {
         UNITS, norm="separate", dtype=dtype
     ),
     "cifg": lambda dtype: lstmkit.CIFGLSTMCell(UNITS, dtype=dtype),
+    "zoneout": lambda dtype: lstmkit.ZoneoutLSTMCell(
+        UNITS, zoneout_c=0.2, zoneout_h=0.1, dtype=dtype
+    ),
+    "dropconnect": lambda dtype: lstmkit.DropConnectLSTMCell(
+        UNITS, recurrent_dropconnect=0.3, dtype=dtype
+    ),
 }
 
 

@@ -15,6 +15,7 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "CIFGLSTMCell": "lstmkit.variants",
+    "DropConnectLSTMCell": "lstmkit.regularization",
     "GRUCell": "lstmkit.gru",
     "KerasLSTMCell": "lstmkit.keras_cell",
     "LSTMCell": "lstmkit.cells",
@@ -23,6 +24,7 @@ _EXPORTS = {
     "RecurrentCell": "lstmkit.cells",
     "TrainableInitialState": "lstmkit.stack",
     "V1GRUCell": "lstmkit.gru",
+    "ZoneoutLSTMCell": "lstmkit.regularization",
     "bidirectional_dynamic_rnn": "lstmkit.rnn",
     "dynamic_rnn": "lstmkit.rnn",
     "stacked_bidirectional_dynamic_rnn": "lstmkit.stack",
