@@ -247,7 +247,9 @@ def test_compare_no_bucketing_only_for_tagging(tmp_path, capsys):
     assert not (tmp_path / "o").exists(), "a failed run left its folder"
 
 
-@pytest.mark.parametrize("cell", ["layer_norm", "cifg", "gru"])
+@pytest.mark.parametrize(
+    "cell", ["layer_norm", "cifg", "gru", "zoneout", "dropconnect"]
+)
 def test_compare_cell_variant_runs(cell, shared_data, tmp_path, monkeypatch):
     monkeypatch.setenv("LSTMKIT_DATA", str(shared_data))
     out = tmp_path / cell

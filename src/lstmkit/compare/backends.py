@@ -98,6 +98,12 @@ CELLS = {
     ),
     "cifg": lambda units: lstmkit.CIFGLSTMCell(units),
     "gru": lambda units: lstmkit.GRUCell(units),
+    "zoneout": lambda units: lstmkit.ZoneoutLSTMCell(
+        units, zoneout_c=0.15, zoneout_h=0.05
+    ),
+    "dropconnect": lambda units: lstmkit.DropConnectLSTMCell(
+        units, recurrent_dropconnect=0.3
+    ),
 }
 
 

@@ -65,6 +65,7 @@ def make_train_step(
 
     @tf.function(input_signature=signature)
     def train_step(inputs, lengths, labels, dropout_seed) -> tf.Tensor:
+        _set_cells_training(model, True)
         with tf.GradientTape() as tape:
             logits = model(inputs, lengths, dropout_seed=dropout_seed)
             loss = task.loss(logits, labels, lengths)
@@ -80,9 +81,19 @@ def make_predict(model: Any, task: TaskData) -> Callable[..., tf.Tensor]:
 
     @tf.function(input_signature=task.signature(with_labels=False))
     def predict(inputs, lengths) -> tf.Tensor:
+        _set_cells_training(model, False)
         return model(inputs, lengths)
 
     return predict
+
+
+def _set_cells_training(model: Any, training: bool) -> None:
+    # Zoneout and DropConnect cells read `training` while a function is
+    # traced, so setting it here gives the training step their random
+    # masks and the prediction function their inference form.
+    for cell in getattr(model, "cells", []):
+        if hasattr(cell, "training"):
+            cell.training = training
 
 
 def predict_batches(
