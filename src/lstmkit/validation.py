@@ -178,7 +178,7 @@ def _convert_lengths(sequence_length: Any) -> tf.Tensor:
             array = array.astype(np.int64)
         if array.dtype.kind == "u" and array.size and array.max() > 2**62:
             raise ValueError(
-                f"sequence_length holds {int(array.max())}, which does not "
+                f"sequence_length contains {int(array.max())}, which does not "
                 "fit int64; lengths count time steps."
             )
         if array.dtype.kind not in "iu":

@@ -140,7 +140,7 @@ def _keras_arrays(weights: V1Weights) -> list[np.ndarray]:
     """Keras' `[kernel, recurrent_kernel, bias]`, forget bias folded in.
 
     Unlike `v1_to_keras`, this keeps peepholes and projection possible,
-    because `KerasLSTMCell` holds them after the three Keras arrays.
+    because `KerasLSTMCell` stores them after the three Keras arrays.
     """
     kernel = reorder_gates(weights.kernel, GATE_ORDER_TF1, GATE_ORDER_KERAS)
     bias = weights.bias.astype(np.float64).copy()
