@@ -328,8 +328,13 @@ def test_no_norm_equals_lstm_cell():
     plain.build((DEPTH,))
     plain.set_weights(cell.get_weights())
     x = make_inputs()
-    got, _ = lstmkit.dynamic_rnn(cell, x, sequence_length=LENGTHS)
-    want, _ = lstmkit.dynamic_rnn(plain, x, sequence_length=LENGTHS)
+    # One kernel for both, so that the comparison is of the cells' math.
+    got, _ = lstmkit.dynamic_rnn(
+        cell, x, sequence_length=LENGTHS, implementation="autodiff"
+    )
+    want, _ = lstmkit.dynamic_rnn(
+        plain, x, sequence_length=LENGTHS, implementation="autodiff"
+    )
     np.testing.assert_array_equal(got.numpy(), want.numpy())
 
 

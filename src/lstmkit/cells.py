@@ -47,7 +47,17 @@ class RecurrentCell(keras.layers.Layer):
 
     A cell created without `dtype=` takes its variables' dtype from the
     first inputs it is built for by a driver, as the v1 cells do.
+
+    Attributes:
+        supports_recurrent_dropout: True when `step` reads an optional
+            `weights["h_dropout_mask"]` `[batch, output_size]` and
+            multiplies the previous h by it where h feeds a recurrent
+            matrix product, and nowhere else. False here, so a subclass
+            that adds this sets it to True. `VariationalDropoutCell`
+            requires it for recurrent dropout.
     """
+
+    supports_recurrent_dropout = False
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
@@ -143,6 +153,17 @@ class RecurrentCell(keras.layers.Layer):
         """Converts a user-given state to this cell's state structure."""
         return state
 
+    @property
+    def deterministic_step(self) -> bool:
+        """Whether `step` gives the same results when run again.
+
+        The `derived` kernel runs `step` a second time in the backward
+        pass, so a cell that draws random numbers inside `step` returns
+        False (while such draws are active) and runs on the `autodiff`
+        kernel instead.
+        """
+        return True
+
     def read_weight(self, variable: Any) -> tf.Tensor:
         """Reads a variable in the compute dtype.
 
@@ -219,6 +240,8 @@ class LSTMCell(RecurrentCell):
         >>> outputs.shape, state.h.shape
         (TensorShape([2, 5, 8]), TensorShape([2, 8]))
     """
+
+    supports_recurrent_dropout = True
 
     def __init__(
         self,
@@ -460,6 +483,15 @@ class LSTMCell(RecurrentCell):
             activation=activation,
         )
         return config
+
+
+def takes_dtype_from_inputs(cell: Any) -> bool:
+    """Returns True for an unbuilt cell that was created without `dtype=`.
+
+    Such a cell adopts the dtype of the first inputs or of the layer that
+    builds it.
+    """
+    return not cell.built and getattr(cell, "_dtype_from_inputs", False)
 
 
 def _check_number(name: str, value: Any) -> None:

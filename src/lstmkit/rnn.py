@@ -12,7 +12,8 @@ from typing import Any
 
 import tensorflow as tf
 
-from lstmkit import validation
+from lstmkit import kernels, validation
+from lstmkit.kernels import derived, fused_lstm, steps
 
 logger = logging.getLogger(__name__)
 
@@ -26,6 +27,7 @@ def dynamic_rnn(
     initial_state: Any = None,
     dtype: Any = None,
     time_major: bool = False,
+    implementation: str | None = None,
 ) -> tuple[tf.Tensor, Any]:
     """Runs `cell` over a batch of sequences, as the v1 `dynamic_rnn` does.
 
@@ -41,6 +43,11 @@ def dynamic_rnn(
         dtype: optional dtype of the zero state. Without it the dtype comes
             from the inputs (the v1 function raises instead).
         time_major: layout of `inputs` and of the returned outputs.
+        implementation: the time-loop kernel: `"auto"` (the fastest that
+            can run `cell`) or one of `lstmkit.kernels.KERNELS`; `None`
+            for `lstmkit.kernels.default_implementation()`. Every kernel
+            gives the same results; `lstmkit.kernels.explain(cell)` says
+            which one ran.
 
     Returns:
         `(outputs, state)`: outputs `[batch, time, output_size]` (or
@@ -59,7 +66,7 @@ def dynamic_rnn(
     lengths = validation.as_lengths(sequence_length, batch, time)
     state = _initial_state(cell, initial_state, batch, dtype, "initial_state")
 
-    outputs, state = _run_loop(cell, x, lengths, state)
+    outputs, state = _run_loop(cell, x, lengths, state, implementation)
     return _from_time_major(outputs, time_major), state
 
 
@@ -72,6 +79,7 @@ def bidirectional_dynamic_rnn(
     initial_state_bw: Any = None,
     dtype: Any = None,
     time_major: bool = False,
+    implementation: str | None = None,
 ) -> tuple[tuple[tf.Tensor, tf.Tensor], tuple[Any, Any]]:
     """Runs a forward and a backward cell, as the v1 function does.
 
@@ -92,6 +100,8 @@ def bidirectional_dynamic_rnn(
         initial_state_bw: optional initial state of the backward cell.
         dtype: optional dtype of the zero states; defaults to the inputs'.
         time_major: layout of `inputs` and of the outputs.
+        implementation: the time-loop kernel of both directions, as in
+            `dynamic_rnn`.
 
     Returns:
         `((output_fw, output_bw), (state_fw, state_bw))`. Outputs are not
@@ -116,10 +126,14 @@ def bidirectional_dynamic_rnn(
         cell_bw, initial_state_bw, batch, dtype, "initial_state_bw"
     )
 
-    output_fw, state_fw = _run_loop(cell_fw, x, lengths, state_fw)
+    output_fw, state_fw = _run_loop(
+        cell_fw, x, lengths, state_fw, implementation
+    )
 
     x_reversed = reverse_time(x, lengths)
-    reversed_bw, state_bw = _run_loop(cell_bw, x_reversed, lengths, state_bw)
+    reversed_bw, state_bw = _run_loop(
+        cell_bw, x_reversed, lengths, state_bw, implementation
+    )
     output_bw = reverse_time(reversed_bw, lengths)
 
     outputs = (
@@ -146,7 +160,11 @@ def reverse_time(x: tf.Tensor, lengths: tf.Tensor | None) -> tf.Tensor:
 
 
 def _run_loop(
-    cell: Any, x: tf.Tensor, lengths: tf.Tensor | None, state: Any
+    cell: Any,
+    x: tf.Tensor,
+    lengths: tf.Tensor | None,
+    state: Any,
+    implementation: str | None,
 ) -> tuple[tf.Tensor, Any]:
     """Runs the time loop on time-major `x` `[time, batch, depth]`.
 
@@ -156,7 +174,9 @@ def _run_loop(
     valid = None
     if lengths is not None:
         valid = tf.transpose(tf.sequence_mask(lengths, tf.shape(x)[0]))
-    outputs, state, _ = run_masked(cell, x, valid, state)
+    outputs, state, _ = run_masked(
+        cell, x, valid, state, implementation=implementation
+    )
     return outputs, state
 
 
@@ -168,6 +188,7 @@ def run_masked(
     carry_output: bool = False,
     initial_output: tf.Tensor | None = None,
     weights: Any = None,
+    implementation: str | None = None,
 ) -> tuple[tf.Tensor, Any, tf.Tensor]:
     """Runs the time loop on time-major `x` with a per-step validity mask.
 
@@ -187,31 +208,102 @@ def run_masked(
             masked steps before the first valid one; zeros by default.
         weights: the cell's recurrent weights; `cell.recurrent_weights()`
             when `None`. Layers pass their own to add dropout masks.
+        implementation: `"auto"` or a kernel name from
+            `lstmkit.kernels.KERNELS`; `None` for
+            `lstmkit.kernels.default_implementation()`.
 
     Returns:
         `(outputs [time, batch, output_size], final_state, last_output)`,
         where `last_output` is the output of each row's last valid step
         (the initial output for a row without one).
     """
-    time = tf.shape(x)[0]
     if valid is not None:
-        valid = valid[:, :, None]
         # Zero masked steps before the projection so that NaN or Inf there
         # cannot reach a gradient through the projection's matmul.
-        x = tf.where(valid, x, tf.zeros([], x.dtype))
-
+        x = tf.where(valid[:, :, None], x, tf.zeros([], x.dtype))
     projected = cell.project_inputs(x)
-    projected_steps = tf.TensorArray(
-        projected.dtype, size=time, element_shape=projected.shape[1:]
-    ).unstack(projected)
-    output_shape = tf.TensorShape([x.shape[1], cell.output_size])
-    outputs = tf.TensorArray(x.dtype, size=time, element_shape=output_shape)
     if initial_output is None:
         initial_output = tf.zeros(
             tf.stack([tf.shape(x)[1], cell.output_size]), x.dtype
         )
     if weights is None:
         weights = cell.recurrent_weights()
+    choice = kernels.choose(
+        cell,
+        projected.dtype,
+        weights,
+        implementation or kernels.default_implementation(),
+    )
+
+    run = _KERNEL_RUNNERS[choice.kernel]
+    outputs, state, last_output = run(
+        cell, projected, valid, state, weights, carry_output, initial_output
+    )
+    # A loop's stacked outputs lose the static number of steps. Setting it
+    # back lets Keras infer output shapes.
+    outputs.set_shape(x.shape[:2].concatenate([cell.output_size]))
+    return outputs, state, last_output
+
+
+def _run_fused(
+    cell, projected, valid, state, weights, carry_output, initial_output
+):
+    """Runs the fused LSTM kernel; its outputs are the h states."""
+    c0, h0 = state
+    h_steps, c_final, h_final = fused_lstm.run(
+        projected,
+        valid,
+        c0,
+        h0,
+        weights["kernel_h"],
+        weights.get("h_dropout_mask"),
+        kernels.gate_layout(cell),
+        cell.forget_bias,
+    )
+    state = type(state)(c_final, h_final)
+    if valid is None:
+        started = tf.shape(projected)[0] > 0
+        return h_steps, state, tf.where(started, h_final, initial_output)
+
+    # h is copied through invalid steps, so after a row's first valid step
+    # h_steps already holds the last valid output.
+    seen = tf.cumsum(tf.cast(valid, tf.int32), axis=0) > 0
+    if carry_output:
+        outputs = tf.where(seen[:, :, None], h_steps, initial_output[None])
+    else:
+        outputs = tf.where(valid[:, :, None], h_steps, tf.zeros([], h0.dtype))
+    any_valid = tf.reduce_any(valid, axis=0)[:, None]
+    return outputs, state, tf.where(any_valid, h_final, initial_output)
+
+
+def _run_derived(
+    cell, projected, valid, state, weights, carry_output, initial_output
+):
+    """Runs the kernel whose backward pass comes from `cell.step`."""
+    return derived.run(
+        cell,
+        projected,
+        valid,
+        state,
+        weights,
+        initial_output,
+        carry_output,
+    )
+
+
+def _run_autodiff(
+    cell, projected, valid, state, weights, carry_output, initial_output
+):
+    """Runs a `tf.while_loop` that TensorFlow differentiates."""
+    time = tf.shape(projected)[0]
+    dtype = initial_output.dtype
+    projected_steps = tf.TensorArray(
+        projected.dtype, size=time, element_shape=projected.shape[1:]
+    ).unstack(projected)
+    output_shape = tf.TensorShape([projected.shape[1], cell.output_size])
+    outputs = tf.TensorArray(dtype, size=time, element_shape=output_shape)
+    if valid is not None:
+        valid = valid[:, :, None]
 
     def body(t, state, last_output, outputs):
         output, new_state = cell.step(projected_steps.read(t), state, weights)
@@ -221,7 +313,7 @@ def run_masked(
                 lambda new, old: tf.where(live, new, old), new_state, state
             )
             last_output = tf.where(live, output, last_output)
-            masked = last_output if carry_output else tf.zeros([], x.dtype)
+            masked = last_output if carry_output else tf.zeros([], dtype)
             output = tf.where(live, output, masked)
         else:
             last_output = output
@@ -233,11 +325,22 @@ def run_masked(
         (tf.constant(0), state, initial_output, outputs),
         maximum_iterations=time,
     )
-    stacked = outputs.stack()
-    # The TensorArray's size is a tensor, so its stack loses the static
-    # number of steps. Setting it back lets Keras infer output shapes.
-    stacked.set_shape(x.shape[:1].concatenate(output_shape))
+    # A TensorArray cannot stack zero elements of partly unknown shape.
+    stacked = steps.if_steps(
+        projected,
+        outputs.stack,
+        lambda: tf.zeros(
+            tf.stack([0, tf.shape(projected)[1], cell.output_size]), dtype
+        ),
+    )
     return stacked, state, last_output
+
+
+_KERNEL_RUNNERS = {
+    "fused_lstm": _run_fused,
+    "derived": _run_derived,
+    "autodiff": _run_autodiff,
+}
 
 
 def _to_time_major(
