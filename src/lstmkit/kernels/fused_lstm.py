@@ -136,13 +136,12 @@ def _gate_bias(
 
 @tf.function(jit_compile=True, autograph=False)
 def _forward(projected, valid, c0, h0, kernel_h, h_mask, gate_bias, layout):
-    """Forward loop; returns states, activations and the final states.
+    """Forward loop; returns states, pre-activations and the final states.
 
     Returns:
-        `(h_steps, c_steps, (gates, candidates), c_final, h_final)`:
-        gates `[time, batch, 4, units]` is the sigmoid of every block (the
-        candidate block unused), candidates `[time, batch, units]` the tanh
-        of the candidate block.
+        `(h_steps, c_steps, z_steps, c_final, h_final)` with z_steps
+        `[time, batch, 4, units]`, every block's pre-activation (forget
+        bias included).
     """
     time = tf.shape(projected)[0]
     batch = tf.shape(projected)[1]
@@ -151,18 +150,13 @@ def _forward(projected, valid, c0, h0, kernel_h, h_mask, gate_bias, layout):
     candidate = layout.candidate
     h_steps = tf.TensorArray(dtype, size=time)
     c_steps = tf.TensorArray(dtype, size=time)
-    gates = tf.TensorArray(dtype, size=time)
-    candidates = tf.TensorArray(dtype, size=time)
+    z_steps = tf.TensorArray(dtype, size=time)
 
-    def body(t, c, h, h_steps, c_steps, gates, candidates):
+    def body(t, c, h, h_steps, c_steps, z_steps):
         h_in = h if h_mask is None else h * h_mask
         z = projected[t] + tf.matmul(h_in, kernel_h)
-        z = tf.reshape(z, [batch, 4, units])
-        sig = tf.sigmoid(z + gate_bias[:, None])
-        g = tf.tanh(z[:, candidate])
-        i = sig[:, layout.input]
-        f = sig[:, layout.forget]
-        o = sig[:, layout.output]
+        z = tf.reshape(z, [batch, 4, units]) + gate_bias[:, None]
+        i, g, f, o = _activate(z, layout)
         c_new = f * c + i * g
         h_new = o * tf.tanh(c_new)
         if valid is not None:
@@ -177,18 +171,26 @@ def _forward(projected, valid, c0, h0, kernel_h, h_mask, gate_bias, layout):
             h_new,
             h_steps.write(t, h_new),
             c_steps.write(t, c_new),
-            gates.write(t, sig),
-            candidates.write(t, g),
+            z_steps.write(t, z),
         )
 
-    _, c_final, h_final, h_steps, c_steps, gates, candidates = tf.while_loop(
+    _, c_final, h_final, h_steps, c_steps, z_steps = tf.while_loop(
         lambda t, *_: t < time,
         body,
-        (tf.constant(0), c0, h0, h_steps, c_steps, gates, candidates),
+        (tf.constant(0), c0, h0, h_steps, c_steps, z_steps),
         maximum_iterations=time,
     )
-    saved = (gates.stack(), candidates.stack())
-    return h_steps.stack(), c_steps.stack(), saved, c_final, h_final
+    return h_steps.stack(), c_steps.stack(), z_steps.stack(), c_final, h_final
+
+
+def _activate(z: tf.Tensor, layout: GateLayout) -> tuple[tf.Tensor, ...]:
+    """Returns `(i, g, f, o)` from `[batch, 4, units]` pre-activations."""
+    return (
+        tf.sigmoid(z[:, layout.input]),
+        tf.tanh(z[:, layout.candidate]),
+        tf.sigmoid(z[:, layout.forget]),
+        tf.sigmoid(z[:, layout.output]),
+    )
 
 
 def _empty_forward(projected, c0, h0):
@@ -196,7 +198,7 @@ def _empty_forward(projected, c0, h0):
     batch, units = tf.shape(h0)[0], tf.shape(h0)[1]
     none = tf.zeros(tf.stack([0, batch, units]), h0.dtype)
     blocks = tf.zeros(tf.stack([0, batch, 4, units]), h0.dtype)
-    return none, none, (blocks, none), c0, h0
+    return none, none, blocks, c0, h0
 
 
 def _backward(upstream, saved, initial, valid, kernel_h, h_mask, layout):
@@ -263,19 +265,14 @@ def _backward_loop(
     time = tf.shape(h_steps)[0]
     batch = tf.shape(h_steps)[1]
     units = tf.shape(kernel_h)[0]
-    gates, candidates = gates
-    c_prev = tf.concat([c0[None], c_steps[:-1]], axis=0)
     h_prev = tf.concat([h0[None], h_steps[:-1]], axis=0)
     kernel_t = tf.transpose(kernel_h)
     d_z = tf.TensorArray(h_steps.dtype, size=time)
 
     def body(t, dc, dh, d_z):
         dh = dh + d_h_steps[t]
-        gate = gates[t]
-        i = gate[:, layout.input]
-        g = candidates[t]
-        f = gate[:, layout.forget]
-        o = gate[:, layout.output]
+        i, g, f, o = _activate(gates[t], layout)
+        c_prev = tf.where(t > 0, c_steps[tf.maximum(t - 1, 0)], c0)
         tanh_c = tf.tanh(c_steps[t])
         dh_live, dc_live = dh, dc
         if valid is not None:
@@ -286,7 +283,7 @@ def _backward_loop(
         blocks = [None] * 4
         blocks[layout.input] = dc_total * g * i * (1.0 - i)
         blocks[layout.candidate] = dc_total * i * (1.0 - g * g)
-        blocks[layout.forget] = dc_total * c_prev[t] * f * (1.0 - f)
+        blocks[layout.forget] = dc_total * c_prev * f * (1.0 - f)
         blocks[layout.output] = dh_live * tanh_c * o * (1.0 - o)
         dz = tf.reshape(tf.stack(blocks, axis=1), [batch, 4 * units])
         dh_prev = tf.matmul(dz, kernel_t)
