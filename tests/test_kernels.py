@@ -347,3 +347,32 @@ def test_gpu_kernels_equal_cpu_autodiff(name):
         reference = run_with_gradients(cell, "autodiff", bidirectional=True)
 
     assert_structures_close(fast, reference, f"{name} on GPU")
+
+
+@pytest.mark.parametrize("kernel", FAST_KERNELS)
+def test_gradient_of_a_function_traced_without_a_tape(kernel):
+    # Traced with no tape active, the forward pass keeps no states; a
+    # gradient asked for afterwards must run it again and still be exact.
+    cell = make_cell("lstm")
+    x = tf.constant(padded_inputs(pad_value=0.0))
+    traced = tf.function(
+        lambda x: lstmkit.dynamic_rnn(
+            cell, x, LENGTHS, implementation=kernel
+        )[0]
+    )
+    forward_only = traced(x)
+
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        loss = tf.reduce_sum(traced(x) ** 2)
+    gradients = tape.gradient(loss, [x, cell.trainable_variables])
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        expected = lstmkit.dynamic_rnn(
+            cell, x, LENGTHS, implementation="autodiff"
+        )[0]
+        loss = tf.reduce_sum(expected**2)
+    expected_gradients = tape.gradient(loss, [x, cell.trainable_variables])
+
+    assert_structures_close(forward_only, expected, "forward")
+    assert_structures_close(gradients, expected_gradients, "gradients")

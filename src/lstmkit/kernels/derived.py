@@ -58,6 +58,7 @@ def run(
     weights_flat = tf.nest.flatten(weights)
     n_state = len(state_flat)
     loops = _compiled_loops(cell, state, weights, carry_output)
+    save = steps.gradients_may_be_taken()
 
     @tf.custom_gradient
     def recurrence(projected, initial_output, *flat):
@@ -67,19 +68,27 @@ def run(
         initial_output = tf.stop_gradient(initial_output)
         flat = [tf.stop_gradient(tensor) for tensor in flat]
         state_in, weights_in = flat[:n_state], flat[n_state:]
-        outputs, last, final, saved = steps.if_steps(
-            projected,
-            lambda: loops.forward(
+
+        def forward(save):
+            return steps.if_steps(
                 projected,
-                valid,
-                state_in,
-                weights_in,
-                initial_output,
-            ),
-            lambda: _empty_forward(projected, state_in, initial_output),
-        )
+                lambda: loops.forward(
+                    projected,
+                    valid,
+                    state_in,
+                    weights_in,
+                    initial_output,
+                    save,
+                ),
+                lambda: _empty_forward(projected, state_in, initial_output),
+            )
+
+        outputs, last, final, saved = forward(save)
 
         def grad(d_outputs, d_last, *d_final):
+            # Without a tape at trace time the forward pass kept nothing,
+            # so a gradient asked for later runs it again, keeping states.
+            states = saved if save else forward(True)[3]
             d_outputs, d_last, d_final = _zeros_for_none(
                 (d_outputs, d_last, d_final), (outputs, last, final)
             )
@@ -88,7 +97,7 @@ def run(
                 (d_outputs, d_last, d_final),
                 projected,
                 valid,
-                saved,
+                states,
                 weights_in,
             )
             return (d_projected, d_initial, *d_state, *d_weights)
@@ -144,21 +153,26 @@ class _Loops:
         output, new_state = self.cell_ref().step(projected_t, state, weights)
         return output, tf.nest.flatten(new_state)
 
-    def _forward(self, projected, valid, state, weights, last):
+    def _forward(self, projected, valid, state, weights, last, save):
         """Runs the forward loop.
 
         Returns:
             `(outputs, last_output, final_state, saved)`, where `saved` holds,
-            per state part, `[time, batch, ...]`: the state before every step.
+            per state part, `[time, batch, ...]`: the state before every
+            step, or zero steps without `save`.
         """
         time = tf.shape(projected)[0]
-        saved = [tf.TensorArray(part.dtype, size=time) for part in state]
+        saved = [
+            tf.TensorArray(part.dtype, size=time if save else 0)
+            for part in state
+        ]
         outputs = tf.TensorArray(projected.dtype, size=time)
 
         def body(t, state, last, outputs, saved):
-            saved = [
-                array.write(t, part) for array, part in zip(saved, state)
-            ]
+            if save:
+                saved = [
+                    array.write(t, part) for array, part in zip(saved, state)
+                ]
             output, new_state = self.call(projected[t], state, weights)
             emitted = output
             if valid is not None:
@@ -183,7 +197,10 @@ class _Loops:
             (tf.constant(0), list(state), last, outputs, saved),
             maximum_iterations=time,
         )
-        stacked = [array.stack() for array in saved]
+        if not save:
+            stacked = [tf.zeros([0], part.dtype) for part in state]
+        else:
+            stacked = [array.stack() for array in saved]
         return outputs.stack(), last, final, stacked
 
     def _backward(

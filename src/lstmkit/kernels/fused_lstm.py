@@ -90,6 +90,7 @@ def run(
         states.
     """
     gate_bias = _gate_bias(layout, forget_bias, kernel_h)
+    save = steps.gradients_may_be_taken()
 
     @tf.custom_gradient
     def recurrence(projected, c0, h0, kernel_h):
@@ -97,18 +98,33 @@ def run(
         # would ask XLA for the loop's intermediate lists, which it cannot
         # return, and the gradient below replaces it anyway.
         projected, c0, h0, kernel_h = _no_tape(projected, c0, h0, kernel_h)
-        h_steps, c_steps, gates, c_final, h_final = steps.if_steps(
-            projected,
-            lambda: _forward(
-                projected, valid, c0, h0, kernel_h, h_mask, gate_bias, layout
-            ),
-            lambda: _empty_forward(projected, c0, h0),
-        )
+
+        def forward(save):
+            return steps.if_steps(
+                projected,
+                lambda: _forward(
+                    projected,
+                    valid,
+                    c0,
+                    h0,
+                    kernel_h,
+                    h_mask,
+                    gate_bias,
+                    layout,
+                    save,
+                ),
+                lambda: _empty_forward(projected, c0, h0),
+            )
+
+        results = forward(save)
 
         def grad(d_h_steps, d_c_final, d_h_final):
+            # Without a tape at trace time the forward pass kept nothing,
+            # so a gradient asked for later runs it again, keeping states.
+            h_steps, c_steps, z_steps = (results if save else forward(True))[:3]
             return _backward(
                 (d_h_steps, d_c_final, d_h_final),
-                (h_steps, c_steps, gates),
+                (h_steps, c_steps, z_steps),
                 (c0, h0),
                 valid,
                 kernel_h,
@@ -116,7 +132,7 @@ def run(
                 layout,
             )
 
-        return (h_steps, c_final, h_final), grad
+        return (results[0], results[3], results[4]), grad
 
     return recurrence(projected, c0, h0, kernel_h)
 
@@ -135,13 +151,15 @@ def _gate_bias(
 
 
 @tf.function(jit_compile=True, autograph=False)
-def _forward(projected, valid, c0, h0, kernel_h, h_mask, gate_bias, layout):
+def _forward(
+    projected, valid, c0, h0, kernel_h, h_mask, gate_bias, layout, save
+):
     """Forward loop; returns states, pre-activations and the final states.
 
     Returns:
         `(h_steps, c_steps, z_steps, c_final, h_final)` with z_steps
         `[time, batch, 4, units]`, every block's pre-activation (forget
-        bias included).
+        bias included). Without `save`, c_steps and z_steps are empty.
     """
     time = tf.shape(projected)[0]
     batch = tf.shape(projected)[1]
@@ -149,8 +167,8 @@ def _forward(projected, valid, c0, h0, kernel_h, h_mask, gate_bias, layout):
     dtype = projected.dtype
     candidate = layout.candidate
     h_steps = tf.TensorArray(dtype, size=time)
-    c_steps = tf.TensorArray(dtype, size=time)
-    z_steps = tf.TensorArray(dtype, size=time)
+    c_steps = tf.TensorArray(dtype, size=time if save else 0)
+    z_steps = tf.TensorArray(dtype, size=time if save else 0)
 
     def body(t, c, h, h_steps, c_steps, z_steps):
         h_in = h if h_mask is None else h * h_mask
@@ -170,8 +188,8 @@ def _forward(projected, valid, c0, h0, kernel_h, h_mask, gate_bias, layout):
             c_new,
             h_new,
             h_steps.write(t, h_new),
-            c_steps.write(t, c_new),
-            z_steps.write(t, z),
+            c_steps.write(t, c_new) if save else c_steps,
+            z_steps.write(t, z) if save else z_steps,
         )
 
     _, c_final, h_final, h_steps, c_steps, z_steps = tf.while_loop(
@@ -180,6 +198,9 @@ def _forward(projected, valid, c0, h0, kernel_h, h_mask, gate_bias, layout):
         (tf.constant(0), c0, h0, h_steps, c_steps, z_steps),
         maximum_iterations=time,
     )
+    if not save:
+        unsaved = tf.zeros([0], dtype)
+        return h_steps.stack(), unsaved, unsaved, c_final, h_final
     return h_steps.stack(), c_steps.stack(), z_steps.stack(), c_final, h_final
 
 

@@ -4,6 +4,28 @@ from typing import Callable
 
 import tensorflow as tf
 
+try:
+    # NOTE: private TensorFlow API; there is no public way to ask whether a
+    # gradient tape is recording. Without it every forward pass keeps the
+    # states a backward pass needs.
+    from tensorflow.python.eager.record import could_possibly_record
+except ImportError:  # pragma: no cover - depends on the TensorFlow version
+    could_possibly_record = None
+
+
+def gradients_may_be_taken() -> bool:
+    """Whether a gradient tape may record the ops being built now.
+
+    The kernels keep the per-step states for their backward pass only when
+    this is True. When it is False and a gradient is asked for anyway (a
+    tape around a `tf.function` traced without one, or `tf.gradients`), the
+    backward pass first runs the forward loop again to get the states, so
+    the gradient is right either way.
+    """
+    if could_possibly_record is None:
+        return True
+    return bool(could_possibly_record())
+
 
 def if_steps(time_source: tf.Tensor, run: Callable, empty: Callable):
     """Returns `run()`, or `empty()` when the time axis has no steps.
