@@ -1,9 +1,10 @@
 """The compiled kernels against the autodiff loop, for every cell.
 
 The autodiff kernel is the plain `tf.while_loop` that the parity suite
-checks against the v1 built-ins; the fused and derived kernels must give
-the same outputs, states and gradients for every cell they accept, with
-lengths, holes, carried outputs, dropout masks and an empty time axis.
+checks against the v1 built-ins. The fused and derived kernels must give
+the same outputs, states and gradients for every cell they accept. The
+cases cover lengths, holes, carried outputs, dropout masks and an empty
+time axis.
 """
 
 import logging
@@ -285,7 +286,7 @@ def test_half_precision_runs_on_the_autodiff_kernel():
     assert "float16" in choice.rejected["fused_lstm"]
 
 
-def test_forcing_a_kernel_that_cannot_run_the_cell_says_why():
+def test_forced_kernel_rejects_other_cells():
     cell = make_cell("gru_reset_after")
     with pytest.raises(ValueError, match="GRUCell has its own step"):
         lstmkit.dynamic_rnn(

@@ -266,7 +266,7 @@ def _run_fused(
         return h_steps, state, tf.where(started, h_final, initial_output)
 
     # h is copied through invalid steps, so after a row's first valid step
-    # h_steps already holds the last valid output.
+    # h_steps already contains the last valid output.
     seen = tf.cumsum(tf.cast(valid, tf.int32), axis=0) > 0
     if carry_output:
         outputs = tf.where(seen[:, :, None], h_steps, initial_output[None])

@@ -42,7 +42,7 @@ _logged: set = set()
 
 
 class KernelChoice(NamedTuple):
-    """Which kernel ran a cell, and why.
+    """The kernel that ran a cell, and the reasons for the choice.
 
     Attributes:
         kernel: one of `KERNELS`.
@@ -143,8 +143,8 @@ def choose(
         The choice, also available afterwards from `explain(cell)`.
 
     Raises:
-        ValueError: a forced kernel cannot run this cell; the message says
-            why.
+        ValueError: a forced kernel cannot run this cell; the message gives
+            the reason.
     """
     implementation = check_implementation(implementation)
     rejected = {}

@@ -263,7 +263,7 @@ class _Loops:
 
 
 def _empty_forward(projected, state, initial_output):
-    """The forward results for zero steps."""
+    """Returns the forward results for zero steps."""
     outputs = tf.zeros(
         tf.concat([[0], tf.shape(initial_output)], 0), initial_output.dtype
     )

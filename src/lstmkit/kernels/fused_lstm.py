@@ -215,7 +215,7 @@ def _activate(z: tf.Tensor, layout: GateLayout) -> tuple[tf.Tensor, ...]:
 
 
 def _empty_forward(projected, c0, h0):
-    """The forward results for zero steps."""
+    """Returns the forward results for zero steps."""
     batch, units = tf.shape(h0)[0], tf.shape(h0)[1]
     none = tf.zeros(tf.stack([0, batch, units]), h0.dtype)
     blocks = tf.zeros(tf.stack([0, batch, 4, units]), h0.dtype)

@@ -17,10 +17,10 @@ def gradients_may_be_taken() -> bool:
     """Whether a gradient tape may record the ops being built now.
 
     The kernels keep the per-step states for their backward pass only when
-    this is True. When it is False and a gradient is asked for anyway (a
-    tape around a `tf.function` traced without one, or `tf.gradients`), the
-    backward pass first runs the forward loop again to get the states, so
-    the gradient is right either way.
+    this is True. A gradient can still be requested when it is False: a
+    tape around a `tf.function` traced without one, or `tf.gradients`. The
+    backward pass then runs the forward loop again to get the states, so
+    the gradient is exact either way.
     """
     if could_possibly_record is None:
         return True
