@@ -248,7 +248,7 @@ def test_compare_no_bucketing_only_for_tagging(tmp_path, capsys):
 
 
 @pytest.mark.parametrize(
-    "cell", ["layer_norm", "cifg", "gru", "zoneout", "dropconnect"]
+    "cell", ["layer_norm", "cifg", "gru", "zoneout", "dropconnect", "dropout"]
 )
 def test_compare_cell_variant_runs(cell, shared_data, tmp_path, monkeypatch):
     monkeypatch.setenv("LSTMKIT_DATA", str(shared_data))

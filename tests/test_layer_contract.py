@@ -39,6 +39,7 @@ class LayerCase:
 
 
 LSTM = lstmkit.layers.LSTM
+RNN = lstmkit.layers.RNN
 Bidirectional = lstmkit.layers.Bidirectional
 
 LAYER_CASES = {
@@ -83,6 +84,33 @@ LAYER_CASES = {
         lambda: Bidirectional(
             LSTM(UNITS, semantics="tf1", return_sequences=True),
             merge_mode="sum",
+        )
+    ),
+    "rnn_gru": LayerCase(
+        lambda: RNN(lstmkit.GRUCell(UNITS), return_sequences=True)
+    ),
+    "rnn_dropout_state_backwards": LayerCase(
+        lambda: RNN(
+            lstmkit.VariationalDropoutCell(
+                lstmkit.LSTMCell(UNITS),
+                dropout=0.2,
+                recurrent_dropout=0.2,
+                seed=1,
+            ),
+            return_state=True,
+            go_backwards=True,
+        )
+    ),
+    "rnn_stateful_gru": LayerCase(
+        lambda: RNN(
+            lstmkit.GRUCell(UNITS), return_sequences=True, stateful=True
+        ),
+        stateful=True,
+    ),
+    "bidirectional_rnn_gru_none_state": LayerCase(
+        lambda: Bidirectional(
+            RNN(lstmkit.V1GRUCell(UNITS), return_state=True),
+            merge_mode=None,
         )
     ),
 }
@@ -287,13 +315,15 @@ def training_model(case_name):
 
 
 # Compiling a training step with XLA takes seconds per model, so the XLA
-# fit runs on the cases that add distinct operations to the step: dropout,
-# the stateful assign, v1 options and a bidirectional list output.
+# fit runs on the cases that add distinct operations to the step: dropout
+# in the layer and in a cell, the stateful assign, v1 options and a
+# bidirectional list output.
 # test_contract_xla_matches_eager compiles the forward pass of every case.
 FIT_CASES = [(name, False) for name in CASE_NAMES] + [
     (name, True)
     for name in (
         "lstm_keras_state_backwards",
+        "rnn_dropout_state_backwards",
         "lstm_peepholes_proj",
         "lstm_stateful",
         "bidirectional_none_state",

@@ -559,6 +559,14 @@ SEQUENCE_LENGTH_LAYERS = {
     "bidirectional": lambda: lstmkit.layers.Bidirectional(
         lstmkit.layers.LSTM(UNITS, return_sequences=True, return_state=True)
     ),
+    "rnn_gru": lambda: lstmkit.layers.RNN(
+        lstmkit.GRUCell(UNITS), return_sequences=True, return_state=True
+    ),
+    "bidirectional_rnn_gru": lambda: lstmkit.layers.Bidirectional(
+        lstmkit.layers.RNN(
+            lstmkit.GRUCell(UNITS), return_sequences=True, return_state=True
+        )
+    ),
 }
 
 
@@ -1103,6 +1111,211 @@ CONSTRUCTOR_ERRORS = {
 @pytest.mark.parametrize("case", list(CONSTRUCTOR_ERRORS))
 def test_layer_constructor_rejects_invalid_argument(case):
     make, error, message = CONSTRUCTOR_ERRORS[case]
+
+    with pytest.raises(error, match=message):
+        make()
+
+
+# The generic layer, lstmkit.layers.RNN.
+
+
+def make_gru_pair(seed=12, **kwargs):
+    """Builds a Keras GRU with random weights and `RNN(GRUCell)` copy."""
+    reset_after = kwargs.pop("reset_after", True)
+    reference = keras.layers.GRU(UNITS, reset_after=reset_after, **kwargs)
+    reference.build((BATCH, TIME, DEPTH))
+    randomize_layer(reference, seed)
+    ours = lstmkit.layers.RNN(
+        lstmkit.GRUCell(UNITS, reset_after=reset_after), **kwargs
+    )
+    ours.build((BATCH, TIME, DEPTH))
+    ours.set_weights(reference.get_weights())
+    return ours, reference
+
+
+GRU_OPTION_CASES = {
+    "reset_after": {},
+    "reset_before": {"reset_after": False},
+    "go_backwards": {"go_backwards": True},
+    "zero_output_for_mask": {"zero_output_for_mask": True},
+}
+
+
+@pytest.mark.parametrize("mask_name", list(MASKS))
+@pytest.mark.parametrize("case", list(GRU_OPTION_CASES))
+def test_rnn_gru_matches_keras(case, mask_name):
+    ours, reference = make_gru_pair(
+        return_sequences=True, return_state=True, **GRU_OPTION_CASES[case]
+    )
+    x = make_inputs(mask_name=mask_name)
+    initial = make_initial_state(1)
+    mask = step_mask(mask_name)
+
+    actual = run_and_differentiate(
+        ours, x, [x] + initial, mask=mask, initial_state=initial
+    )
+    expected = run_and_differentiate(
+        reference, x, [x] + initial, mask=mask, initial_state=initial
+    )
+
+    assert_runs_match(
+        actual,
+        expected,
+        ["output", "h"],
+        gradient_names(["inputs", "initial h"], reference),
+        f"{case}, mask={mask_name}",
+    )
+
+
+@pytest.mark.parametrize("mask_name", list(MASKS))
+def test_bidirectional_rnn_gru_matches_keras(mask_name):
+    reference = keras.layers.Bidirectional(
+        keras.layers.GRU(UNITS, return_sequences=True, return_state=True)
+    )
+    ours = lstmkit.layers.Bidirectional(
+        lstmkit.layers.RNN(
+            lstmkit.GRUCell(UNITS), return_sequences=True, return_state=True
+        )
+    )
+    reference.build((BATCH, TIME, DEPTH))
+    randomize_layer(reference, 13)
+    ours.build((BATCH, TIME, DEPTH))
+    ours.set_weights(reference.get_weights())
+    x = make_inputs(mask_name=mask_name)
+    initial = make_initial_state(2)
+    mask = step_mask(mask_name)
+
+    actual = run_and_differentiate(
+        ours, x, [x] + initial, mask=mask, initial_state=initial
+    )
+    expected = run_and_differentiate(
+        reference, x, [x] + initial, mask=mask, initial_state=initial
+    )
+
+    assert_runs_match(
+        actual,
+        expected,
+        ["output", "h_fw", "h_bw"],
+        gradient_names(["inputs", "initial h_fw", "initial h_bw"], reference),
+        f"mask={mask_name}",
+    )
+
+
+def test_rnn_lstm_cell_equals_lstm_layer():
+    lstm = build_random(
+        lstmkit.layers.LSTM(UNITS, return_sequences=True, return_state=True)
+    )
+    rnn = lstmkit.layers.RNN(
+        lstmkit.KerasLSTMCell(UNITS), return_sequences=True, return_state=True
+    )
+    rnn.build((BATCH, TIME, DEPTH))
+    rnn.set_weights(lstm.get_weights())
+    x = make_inputs(mask_name="holes")
+    initial = make_initial_state(2)
+
+    expected = as_list(lstm(x, mask=step_mask("holes"), initial_state=initial))
+    actual = as_list(rnn(x, mask=step_mask("holes"), initial_state=initial))
+
+    for name, a, e in zip(["output", "h", "c"], actual, expected):
+        np.testing.assert_array_equal(a, e, err_msg=name)
+
+
+def test_rnn_sets_cell_training_for_one_call():
+    cell = lstmkit.VariationalDropoutCell(
+        lstmkit.LSTMCell(UNITS), dropout=0.4, recurrent_dropout=0.4, seed=2
+    )
+    layer = build_random(lstmkit.layers.RNN(cell, return_sequences=True))
+    x = make_inputs()
+
+    inference = np.asarray(layer(x))
+    unset = np.asarray(layer(x, training=None))
+    training = np.asarray(layer(x, training=True))
+
+    np.testing.assert_array_equal(unset, inference)
+    assert np.abs(training - inference).max() > 1e-3, (
+        "training=True gave the inference output, so the cell's dropout "
+        "was not active"
+    )
+    assert cell.training is False, "the layer left the cell in training"
+    cell.training = True
+    np.testing.assert_array_equal(np.asarray(layer(x)), inference)
+    assert cell.training is True, "the layer did not restore cell.training"
+
+
+def test_rnn_stateful_gru_carries_state():
+    inputs = keras.Input((TIME, DEPTH), batch_size=BATCH)
+    layer = lstmkit.layers.RNN(
+        lstmkit.GRUCell(UNITS), return_sequences=True, stateful=True
+    )
+    model = keras.Model(inputs, layer(inputs))
+    randomize_layer(layer, 14)
+    plain = lstmkit.layers.RNN(lstmkit.GRUCell(UNITS), return_sequences=True)
+    plain.build((BATCH, TIME, DEPTH))
+    plain.set_weights(layer.get_weights())
+    first, second = make_inputs(seed=15), make_inputs(seed=16)
+
+    model(first)
+    carried = np.asarray(model(second))
+    whole = np.asarray(plain(tf.concat([first, second], axis=1)))
+    layer.reset_states()
+    fresh = np.asarray(model(second))
+
+    assert_close(
+        carried, whole[:, TIME:], "stateful second batch vs one long call",
+        FLOAT32_ATOL, category="layer outputs",
+    )
+    np.testing.assert_array_equal(fresh, np.asarray(plain(second)))
+    assert [v.name for v in layer.state_variables] == ["state_h"]
+    assert len(layer.weights) == 3
+
+
+def test_rnn_serializes_cell():
+    cell = lstmkit.LayerNormLSTMCell(UNITS, norm="separate")
+    layer = lstmkit.layers.RNN(cell, return_state=True, go_backwards=True)
+
+    config = layer.get_config()
+    restored = lstmkit.layers.RNN.from_config(config)
+
+    assert config["cell"]["class_name"] == "LayerNormLSTMCell"
+    assert type(restored.cell) is lstmkit.LayerNormLSTMCell
+    assert restored.cell is not cell
+    assert restored.get_config() == config
+
+
+RNN_ERRORS = {
+    "keras_cell": (
+        lambda: lstmkit.layers.RNN(keras.layers.GRUCell(UNITS)),
+        TypeError,
+        "must be an lstmkit cell",
+    ),
+    "initial_state_length": (
+        lambda: lstmkit.layers.RNN(lstmkit.LSTMCell(UNITS))(
+            make_inputs(), initial_state=make_initial_state(1)
+        ),
+        ValueError,
+        r"initial_state must be \[h, c\]; got 1 tensors",
+    ),
+    "bidirectional_initial_state_length": (
+        lambda: lstmkit.layers.Bidirectional(
+            lstmkit.layers.RNN(lstmkit.GRUCell(UNITS))
+        )(make_inputs(), initial_state=make_initial_state(4)),
+        ValueError,
+        r"must be \[h_fw, h_bw\]; got 4 tensors",
+    ),
+    "bidirectional_keras_backward_layer": (
+        lambda: lstmkit.layers.Bidirectional(
+            lstmkit.layers.RNN(lstmkit.GRUCell(UNITS)),
+            backward_layer=keras.layers.GRU(UNITS, go_backwards=True),
+        ),
+        TypeError,
+        "backward_layer must be an lstmkit.layers.LSTM or",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(RNN_ERRORS))
+def test_rnn_rejects_invalid_argument(case):
+    make, error, message = RNN_ERRORS[case]
 
     with pytest.raises(error, match=message):
         make()

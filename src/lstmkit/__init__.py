@@ -24,6 +24,7 @@ _EXPORTS = {
     "RecurrentCell": "lstmkit.cells",
     "TrainableInitialState": "lstmkit.stack",
     "V1GRUCell": "lstmkit.gru",
+    "VariationalDropoutCell": "lstmkit.regularization",
     "ZoneoutLSTMCell": "lstmkit.regularization",
     "bidirectional_dynamic_rnn": "lstmkit.rnn",
     "dynamic_rnn": "lstmkit.rnn",

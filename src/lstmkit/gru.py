@@ -10,7 +10,12 @@ the reset gate applied before the recurrent product.
 
 Both cells keep one state tensor `[batch, units]`, which is also the
 output, and both hoist the input part of every step into one matrix
-product over all time steps (`project_inputs`).
+product over all time steps (`project_inputs`). Both take an optional
+recurrent dropout mask `weights["h_dropout_mask"]` `[batch, units]` in
+`step`, which multiplies the previous h where it enters a recurrent matrix
+product, as `keras.layers.GRU(recurrent_dropout=...)` applies its masks.
+The interpolation `z * h` (`u * h` in the v1 cell) reads the previous h
+undropped.
 """
 
 import collections
@@ -35,6 +40,7 @@ class _SingleStateCell(RecurrentCell):
     """A cell whose state is one tensor `[batch, units]`, also its output."""
 
     units: int
+    supports_recurrent_dropout = True
 
     @property
     def state_size(self) -> int:
@@ -85,6 +91,17 @@ class _SingleStateCell(RecurrentCell):
         return config
 
 
+def _recurrent_input(state: tf.Tensor, weights: dict) -> tf.Tensor:
+    """Returns the previous h as the recurrent products read it.
+
+    That is `state * weights["h_dropout_mask"]` when the mask is present,
+    else `state`.
+    """
+    if "h_dropout_mask" in weights:
+        return state * weights["h_dropout_mask"]
+    return state
+
+
 def _project(
     inputs: tf.Tensor, kernel: tf.Tensor, bias: tf.Tensor | None
 ) -> tf.Tensor:
@@ -123,6 +140,9 @@ class GRUCell(_SingleStateCell):
             candidate = phi(x_h + (r * h) @ recurrent_kernel[:, 2 * units:])
         h' = z * h + (1 - z) * candidate
         output = state = h'
+
+    With `weights["h_dropout_mask"]` (recurrent dropout), every `h` inside
+    a matrix product above becomes `h * mask`. The last line keeps `h`.
 
     Variables, in `cell.weights` order:
         kernel: `[input_depth, 3 * units]`, column blocks z, r, h.
@@ -250,6 +270,8 @@ class GRUCell(_SingleStateCell):
             projected: `[batch, 3 * units]` from `project_inputs`.
             state: `[batch, units]`, the previous h.
             weights: from `recurrent_weights()`, or read here when `None`.
+                An optional `h_dropout_mask` `[batch, units]` entry
+                multiplies the previous h in the recurrent products.
 
         Returns:
             `(h', h')` with h' `[batch, units]`.
@@ -258,10 +280,11 @@ class GRUCell(_SingleStateCell):
             weights = self.recurrent_weights()
         units = self.units
         recurrent_kernel = weights["recurrent_kernel"]
+        h_input = _recurrent_input(state, weights)
         x_z, x_r, x_h = tf.split(projected, 3, axis=1)
 
         if self.reset_after:
-            inner = tf.matmul(state, recurrent_kernel)
+            inner = tf.matmul(h_input, recurrent_kernel)
             if "recurrent_bias" in weights:
                 inner = tf.nn.bias_add(inner, weights["recurrent_bias"])
             h_z, h_r, h_h = tf.split(inner, 3, axis=1)
@@ -269,12 +292,12 @@ class GRUCell(_SingleStateCell):
             r = self.recurrent_activation(x_r + h_r)
             recurrent_h = r * h_h
         else:
-            inner = tf.matmul(state, recurrent_kernel[:, : 2 * units])
+            inner = tf.matmul(h_input, recurrent_kernel[:, : 2 * units])
             h_z, h_r = tf.split(inner, 2, axis=1)
             z = self.recurrent_activation(x_z + h_z)
             r = self.recurrent_activation(x_r + h_r)
             recurrent_h = tf.matmul(
-                r * state, recurrent_kernel[:, 2 * units :]
+                r * h_input, recurrent_kernel[:, 2 * units :]
             )
 
         candidate = self.activation(x_h + recurrent_h)
@@ -322,6 +345,9 @@ class V1GRUCell(_SingleStateCell):
                        + candidate_bias)
         h' = u * h + (1 - u) * c
         output = state = h'
+
+    With `weights["h_dropout_mask"]` (recurrent dropout), `h` in both
+    matrix products becomes `h * mask`. The last line keeps `h`.
 
     Variables, in `cell.weights` order. The v1 names are `gates/kernel` and
     so on, but Keras 3 rejects `/` in variable names, so `_` replaces it:
@@ -462,6 +488,8 @@ class V1GRUCell(_SingleStateCell):
             projected: `[batch, 3 * units]` from `project_inputs`.
             state: `[batch, units]`, the previous h.
             weights: from `recurrent_weights()`, or read here when `None`.
+                An optional `h_dropout_mask` `[batch, units]` entry
+                multiplies the previous h in both recurrent products.
 
         Returns:
             `(h', h')` with h' `[batch, units]`.
@@ -469,15 +497,17 @@ class V1GRUCell(_SingleStateCell):
         if weights is None:
             weights = self.recurrent_weights()
         units = self.units
+        h_input = _recurrent_input(state, weights)
         gates_x = projected[:, : 2 * units]
         candidate_x = projected[:, 2 * units :]
 
         gates = tf.sigmoid(
-            gates_x + tf.matmul(state, weights["gates_kernel_h"])
+            gates_x + tf.matmul(h_input, weights["gates_kernel_h"])
         )
         r, u = tf.split(gates, 2, axis=1)
         candidate = self.activation(
-            candidate_x + tf.matmul(r * state, weights["candidate_kernel_h"])
+            candidate_x
+            + tf.matmul(r * h_input, weights["candidate_kernel_h"])
         )
         new_h = u * state + (1 - u) * candidate
         return new_h, new_h

@@ -104,6 +104,9 @@ CELLS = {
     "dropconnect": lambda units: lstmkit.DropConnectLSTMCell(
         units, recurrent_dropconnect=0.3
     ),
+    "dropout": lambda units: lstmkit.VariationalDropoutCell(
+        lstmkit.LSTMCell(units), dropout=0.2, recurrent_dropout=0.2
+    ),
 }
 
 

@@ -88,9 +88,10 @@ def make_predict(model: Any, task: TaskData) -> Callable[..., tf.Tensor]:
 
 
 def _set_cells_training(model: Any, training: bool) -> None:
-    # Zoneout and DropConnect cells read `training` while a function is
-    # traced, so setting it here gives the training step their random
-    # masks and the prediction function their inference form.
+    # Zoneout, DropConnect and variational dropout cells read `training`
+    # while a function is traced, so setting it here gives the training
+    # step their random masks and the prediction function their inference
+    # form.
     for cell in getattr(model, "cells", []):
         if hasattr(cell, "training"):
             cell.training = training

@@ -1,4 +1,4 @@
-"""`lstmkit.layers.Bidirectional`: wraps an LSTM layer as Keras does."""
+"""`lstmkit.layers.Bidirectional`: wraps a recurrent layer as Keras does."""
 
 import copy
 import logging
@@ -10,7 +10,7 @@ import tensorflow as tf
 from keras.src.utils import tracking
 
 from lstmkit.layers import masks
-from lstmkit.layers.lstm import LSTM
+from lstmkit.layers.rnn import RNN, keras_state_names
 
 logger = logging.getLogger(__name__)
 
@@ -19,7 +19,7 @@ MERGE_MODES = ("concat", "sum", "ave", "mul", None)
 
 @keras.saving.register_keras_serializable(package="lstmkit")
 class Bidirectional(keras.layers.Layer):
-    """Runs a forward copy and a backward copy of an LSTM layer and merges them.
+    """Runs a forward and a backward copy of a recurrent layer, then merges.
 
     As in `keras.layers.Bidirectional`, the backward copy reads the time axis
     reversed (`go_backwards`) and its output sequence is flipped back, so
@@ -34,18 +34,23 @@ class Bidirectional(keras.layers.Layer):
     `lstmkit.layers.masks.warn_if_unmasked_padding`).
 
     Args:
-        layer: an `lstmkit.layers.LSTM`; copied, not shared.
+        layer: an `lstmkit.layers.LSTM` or `lstmkit.layers.RNN`; copied
+            from its config, so neither copy shares weights with it.
         merge_mode: `"concat"` (default, `[forward | backward]`), `"sum"`,
             `"ave"`, `"mul"` or `None` (a list of both outputs).
-        backward_layer: optional `lstmkit.layers.LSTM` for the backward
-            direction; its `go_backwards` must differ from `layer`'s.
+        backward_layer: optional `lstmkit.layers.LSTM` or
+            `lstmkit.layers.RNN` for the backward direction; its
+            `go_backwards` must differ from `layer`'s.
         **kwargs: passed to `keras.layers.Layer`.
 
     Call arguments:
         inputs: `[batch, time, depth]`.
         mask: optional bool `[batch, time]`.
-        training: applies dropout when True.
-        initial_state: optional `[h_fw, c_fw, h_bw, c_bw]`.
+        training: passed to both copies (dropout, the cells' training
+            mode).
+        initial_state: optional list of the forward states, then the
+            backward states, each in Keras' order: `[h_fw, c_fw, h_bw,
+            c_bw]` for an LSTM, `[h_fw, h_bw]` for a GRU.
         sequence_length: optional int `[batch]` lengths.
 
     Example:
@@ -58,17 +63,15 @@ class Bidirectional(keras.layers.Layer):
 
     def __init__(
         self,
-        layer: LSTM,
+        layer: RNN,
         merge_mode: str | None = "concat",
-        backward_layer: LSTM | None = None,
+        backward_layer: RNN | None = None,
         **kwargs,
     ):
         super().__init__(**kwargs)
-        if not isinstance(layer, LSTM):
-            raise TypeError(
-                "layer must be an lstmkit.layers.LSTM; got "
-                f"{type(layer).__name__}."
-            )
+        _check_layer("layer", layer)
+        if backward_layer is not None:
+            _check_layer("backward_layer", backward_layer)
         if merge_mode not in MERGE_MODES:
             raise ValueError(
                 f"merge_mode must be one of {MERGE_MODES}; got "
@@ -82,7 +85,7 @@ class Bidirectional(keras.layers.Layer):
         if backward_layer is None:
             config = layer.get_config()
             config["go_backwards"] = not layer.go_backwards
-            backward_layer = LSTM.from_config(config)
+            backward_layer = type(layer).from_config(config)
             backward_layer.name = "backward_" + base_name
         elif backward_layer.go_backwards == layer.go_backwards:
             raise ValueError(
@@ -127,7 +130,7 @@ class Bidirectional(keras.layers.Layer):
             masks.warn_if_unmasked_padding(
                 tf.convert_to_tensor(inputs), self.name, self._warned
             )
-        states_fw, states_bw = _split_states(initial_state)
+        states_fw, states_bw = self._split_states(initial_state)
         arguments = dict(
             mask=mask, training=training, sequence_length=sequence_length
         )
@@ -149,6 +152,18 @@ class Bidirectional(keras.layers.Layer):
         output = output if isinstance(output, list) else [output]
         return output + forward_states + backward_states
 
+    def _split_states(self, initial_state: Any) -> tuple[Any, Any]:
+        if initial_state is None:
+            return None, None
+        count = self.forward_layer.state_count
+        if len(initial_state) != 2 * count:
+            raise ValueError(
+                f"initial_state of {self.name} must be "
+                f"[{_state_names(self.forward_layer)}]; got "
+                f"{len(initial_state)} tensors."
+            )
+        return list(initial_state[:count]), list(initial_state[count:])
+
     def _merge(self, forward: tf.Tensor, backward: tf.Tensor) -> Any:
         if self.merge_mode == "concat":
             return tf.concat([forward, backward], axis=-1)
@@ -167,7 +182,7 @@ class Bidirectional(keras.layers.Layer):
         else:
             output_mask = [output_mask]
         if self.return_state:
-            output_mask += [None] * 4
+            output_mask += [None] * (2 * self.forward_layer.state_count)
         return output_mask if len(output_mask) > 1 else output_mask[0]
 
     def get_config(self) -> dict:
@@ -193,18 +208,23 @@ class Bidirectional(keras.layers.Layer):
         return cls(**config)
 
 
-def _copy_layer(layer: LSTM, name: str) -> LSTM:
+def _check_layer(name: str, layer: Any) -> None:
+    if not isinstance(layer, RNN):
+        raise TypeError(
+            f"{name} must be an lstmkit.layers.LSTM or lstmkit.layers.RNN; "
+            f"got {type(layer).__name__}."
+        )
+
+
+def _copy_layer(layer: RNN, name: str) -> RNN:
     config = layer.get_config()
     config["name"] = name
-    return LSTM.from_config(config)
+    return type(layer).from_config(config)
 
 
-def _split_states(initial_state: Any) -> tuple[Any, Any]:
-    if initial_state is None:
-        return None, None
-    if len(initial_state) != 4:
-        raise ValueError(
-            "initial_state of a bidirectional LSTM must be [h_fw, c_fw, "
-            f"h_bw, c_bw]; got {len(initial_state)} tensors."
-        )
-    return list(initial_state[:2]), list(initial_state[2:])
+def _state_names(layer: RNN) -> str:
+    """Names the states of both directions, such as "h_fw, c_fw, h_bw, c_bw"."""
+    names = keras_state_names(layer.cell.state_size)
+    return ", ".join(
+        f"{name}_{direction}" for direction in ("fw", "bw") for name in names
+    )

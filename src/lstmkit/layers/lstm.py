@@ -5,12 +5,10 @@ from typing import Any
 
 import keras
 import tensorflow as tf
-from keras.src.utils import tracking
 
-from lstmkit import rnn, validation
-from lstmkit.cells import LSTMCell, LSTMStateTuple
+from lstmkit.cells import LSTMCell
 from lstmkit.keras_cell import KerasLSTMCell
-from lstmkit.layers import masks
+from lstmkit.layers.rnn import RNN
 
 logger = logging.getLogger(__name__)
 
@@ -18,11 +16,11 @@ SEMANTICS = ("keras", "tf1")
 
 
 @keras.saving.register_keras_serializable(package="lstmkit")
-class LSTM(keras.layers.Layer):
+class LSTM(RNN):
     """An LSTM layer with the arguments of `keras.layers.LSTM`.
 
-    It runs `lstmkit.KerasLSTMCell` or `lstmkit.LSTMCell` with the same
-    driver as `lstmkit.dynamic_rnn`, chosen by `semantics`:
+    It is `lstmkit.layers.RNN` with a cell that it creates itself,
+    `lstmkit.KerasLSTMCell` or `lstmkit.LSTMCell`, chosen by `semantics`:
 
     * `"keras"` (default): Keras' weights `[kernel, recurrent_kernel, bias]`
       in gate order i, f, c, o, Keras' initializers, the forget bias stored
@@ -102,7 +100,6 @@ class LSTM(keras.layers.Layer):
         seed: int | None = None,
         **kwargs,
     ):
-        super().__init__(**kwargs)
         if semantics not in SEMANTICS:
             raise ValueError(
                 f"semantics must be one of {SEMANTICS}; got {semantics!r}."
@@ -111,6 +108,31 @@ class LSTM(keras.layers.Layer):
                            ("recurrent_dropout", recurrent_dropout)):
             if not 0.0 <= rate < 1.0:
                 raise ValueError(f"{name} must be in [0, 1); got {rate!r}.")
+        cell = _make_cell(
+            semantics,
+            units,
+            activation=activation,
+            kernel_initializer=kernel_initializer,
+            recurrent_initializer=recurrent_initializer,
+            bias_initializer=bias_initializer,
+            unit_forget_bias=unit_forget_bias,
+            use_peepholes=use_peepholes,
+            cell_clip=cell_clip,
+            num_proj=num_proj,
+            proj_clip=proj_clip,
+            forget_bias=forget_bias,
+            # Layer.__init__ resolves the layer's policy the same way.
+            dtype=keras.dtype_policies.get(kwargs.get("dtype")),
+        )
+        super().__init__(
+            cell,
+            return_sequences=return_sequences,
+            return_state=return_state,
+            go_backwards=go_backwards,
+            stateful=stateful,
+            zero_output_for_mask=zero_output_for_mask,
+            **kwargs,
+        )
         self.units = int(units)
         self.activation = activation
         self.kernel_initializer = kernel_initializer
@@ -119,11 +141,6 @@ class LSTM(keras.layers.Layer):
         self.unit_forget_bias = unit_forget_bias
         self.dropout = float(dropout)
         self.recurrent_dropout = float(recurrent_dropout)
-        self.return_sequences = return_sequences
-        self.return_state = return_state
-        self.go_backwards = go_backwards
-        self.stateful = stateful
-        self.zero_output_for_mask = zero_output_for_mask
         self.semantics = semantics
         self.use_peepholes = use_peepholes
         self.cell_clip = cell_clip
@@ -131,160 +148,17 @@ class LSTM(keras.layers.Layer):
         self.proj_clip = proj_clip
         self.forget_bias = forget_bias
         self.seed = seed
-        self.supports_masking = True
-        self.cell = self._make_cell()
         self._seed_generator = keras.random.SeedGenerator(seed)
-        self.state_variables = None
 
-    def _make_cell(self) -> LSTMCell:
-        common = dict(
-            use_peepholes=self.use_peepholes,
-            cell_clip=self.cell_clip,
-            num_proj=self.num_proj,
-            proj_clip=self.proj_clip,
-            activation=self.activation,
-            dtype=self.dtype_policy,
-        )
+    def _carries_output(self) -> bool:
+        return self.semantics == "keras" and not self.zero_output_for_mask
+
+    def _last_output(self, state: Any, last_output: tf.Tensor) -> tf.Tensor:
+        # The v1 driver returns the final h, which for a row without valid
+        # steps is its initial h rather than zeros.
         if self.semantics == "keras":
-            return KerasLSTMCell(
-                self.units,
-                kernel_initializer=self.kernel_initializer,
-                recurrent_initializer=self.recurrent_initializer,
-                bias_initializer=self.bias_initializer,
-                unit_forget_bias=self.unit_forget_bias,
-                forget_bias=self.forget_bias or 0.0,
-                name="lstm_cell",
-                **common,
-            )
-        self._check_tf1_arguments()
-        initializer = None
-        if self.kernel_initializer != "glorot_uniform":
-            initializer = self.kernel_initializer
-        forget_bias = 1.0 if self.forget_bias is None else self.forget_bias
-        return LSTMCell(
-            self.units,
-            initializer=initializer,
-            forget_bias=forget_bias,
-            name="lstm_cell",
-            **common,
-        )
-
-    def _check_tf1_arguments(self) -> None:
-        keras_only = {
-            "recurrent_initializer": (self.recurrent_initializer, "orthogonal"),
-            "bias_initializer": (self.bias_initializer, "zeros"),
-            "unit_forget_bias": (self.unit_forget_bias, True),
-        }
-        for name, (value, default) in keras_only.items():
-            if value != default:
-                raise ValueError(
-                    f"{name}={value!r} has no effect with semantics='tf1', "
-                    "whose bias starts at zero and whose kernel covers x and "
-                    "h together; use semantics='keras' or drop the argument."
-                )
-
-    def build(self, input_shape: Any) -> None:
-        """Builds the cell and, when stateful, the state variables."""
-        input_shape = tf.TensorShape(input_shape)
-        self.cell.build(input_shape[-1:])
-        if self.stateful:
-            self._build_state_variables(input_shape[0])
-        self.built = True
-
-    def _build_state_variables(self, batch: int | None) -> None:
-        if batch is None:
-            raise ValueError(
-                f"{self.name}: stateful=True needs a fixed batch size, but "
-                f"the input's batch size is {batch}. Give the input one, "
-                "for example keras.Input(shape=..., batch_size=32)."
-            )
-        sizes = self.cell.state_size
-        # As in keras.layers.RNN, the carried state is not a weight. It is
-        # left out of `weights`, `get_weights()` and `.keras` files, so a
-        # stateful layer takes `set_weights(keras_lstm.get_weights())` too.
-        with tracking.DotNotTrackScope():
-            self.state_variables = LSTMStateTuple(
-                *[
-                    keras.Variable(
-                        initializer="zeros",
-                        shape=(batch, size),
-                        dtype=self.variable_dtype,
-                        trainable=False,
-                        name=name,
-                    )
-                    for name, size in (
-                        ("state_c", sizes.c),
-                        ("state_h", sizes.h),
-                    )
-                ]
-            )
-
-    @property
-    def variables(self) -> list:
-        """All variables, with the carried state of a stateful layer.
-
-        The state is not a weight, but `model.export` saves the variables
-        listed here, so an exported stateful model keeps carrying it.
-        """
-        variables = super().variables
-        state = getattr(self, "state_variables", None)
-        if state is not None:
-            variables = variables + list(state)
-        return variables
-
-    def reset_states(self) -> None:
-        """Sets the carried state of a stateful layer to zeros."""
-        if self.state_variables is not None:
-            for variable in self.state_variables:
-                variable.assign(tf.zeros_like(variable))
-
-    reset_state = reset_states
-
-    def call(
-        self,
-        inputs: Any,
-        mask: Any = None,
-        training: bool | None = None,
-        initial_state: Any = None,
-        sequence_length: Any = None,
-    ) -> Any:
-        inputs = validation.as_inputs(inputs, time_major=False)
-        x = tf.transpose(inputs, [1, 0, 2])
-        batch, time = tf.shape(inputs)[0], tf.shape(inputs)[1]
-        valid = masks.step_mask(mask, sequence_length, batch, time)
-        if valid is not None:
-            valid = tf.transpose(valid)
-        if self.go_backwards:
-            x = tf.reverse(x, axis=[0])
-            valid = None if valid is None else tf.reverse(valid, axis=[0])
-
-        state = self._initial_state(initial_state, batch, inputs.dtype)
-        x, weights = self._dropout(x, batch, training)
-        carry = self.semantics == "keras" and not self.zero_output_for_mask
-        outputs, state, last_output = rnn.run_masked(
-            self.cell, x, valid, state, carry_output=carry, weights=weights
-        )
-        if self.stateful:
-            for variable, value in zip(self.state_variables, state):
-                variable.assign(value)
-        return self._format(outputs, state, last_output)
-
-    def _initial_state(self, initial_state: Any, batch: Any, dtype: Any):
-        if initial_state is not None:
-            if len(initial_state) != 2:
-                raise ValueError(
-                    f"{self.name}: initial_state must be [h, c]; got "
-                    f"{len(initial_state)} tensors."
-                )
-            h, c = initial_state
-            return validation.check_state(
-                self.cell, (c, h), batch, dtype, "initial_state"
-            )
-        if self.stateful:
-            return LSTMStateTuple(
-                *[tf.convert_to_tensor(v) for v in self.state_variables]
-            )
-        return self.cell.zero_state(batch, dtype)
+            return last_output
+        return state.h
 
     def _dropout(self, x: tf.Tensor, batch: Any, training: Any):
         weights = self.cell.recurrent_weights()
@@ -304,25 +178,10 @@ class LSTM(keras.layers.Layer):
         ones = tf.ones(shape, dtype)
         return keras.random.dropout(ones, rate, seed=self._seed_generator)
 
-    def _format(self, outputs: tf.Tensor, state: Any, last_output: Any):
-        if self.return_sequences:
-            output = tf.transpose(outputs, [1, 0, 2])
-        elif self.semantics == "keras":
-            output = last_output
-        else:
-            output = state.h
-        if self.return_state:
-            return [output, state.h, state.c]
-        return output
-
-    def compute_mask(self, inputs: Any, mask: Any = None) -> Any:
-        output_mask = mask if self.return_sequences else None
-        if self.return_state:
-            return [output_mask, None, None]
-        return output_mask
-
     def get_config(self) -> dict:
         config = super().get_config()
+        # The layer creates its cell from the options below.
+        del config["cell"]
         config.update(
             units=self.units,
             activation=self.activation,
@@ -346,6 +205,70 @@ class LSTM(keras.layers.Layer):
             seed=self.seed,
         )
         return config
+
+    @classmethod
+    def from_config(cls, config: dict) -> "LSTM":
+        return cls(**config)
+
+
+def _make_cell(semantics: str, units: int, **options: Any) -> LSTMCell:
+    """Creates the cell of an LSTM layer.
+
+    Args:
+        semantics: `"keras"` or `"tf1"`.
+        units: size of the cell state.
+        **options: the layer's activation, initializer, v1 and `dtype`
+            arguments.
+
+    Raises:
+        ValueError: a Keras-only initializer argument with "tf1".
+    """
+    common = dict(
+        use_peepholes=options["use_peepholes"],
+        cell_clip=options["cell_clip"],
+        num_proj=options["num_proj"],
+        proj_clip=options["proj_clip"],
+        activation=options["activation"],
+        dtype=options["dtype"],
+        name="lstm_cell",
+    )
+    forget_bias = options["forget_bias"]
+    if semantics == "keras":
+        return KerasLSTMCell(
+            units,
+            kernel_initializer=options["kernel_initializer"],
+            recurrent_initializer=options["recurrent_initializer"],
+            bias_initializer=options["bias_initializer"],
+            unit_forget_bias=options["unit_forget_bias"],
+            forget_bias=forget_bias or 0.0,
+            **common,
+        )
+    _check_tf1_arguments(options)
+    initializer = None
+    if options["kernel_initializer"] != "glorot_uniform":
+        initializer = options["kernel_initializer"]
+    return LSTMCell(
+        units,
+        initializer=initializer,
+        forget_bias=1.0 if forget_bias is None else forget_bias,
+        **common,
+    )
+
+
+def _check_tf1_arguments(options: dict) -> None:
+    keras_only = {
+        "recurrent_initializer": "orthogonal",
+        "bias_initializer": "zeros",
+        "unit_forget_bias": True,
+    }
+    for name, default in keras_only.items():
+        value = options[name]
+        if value != default:
+            raise ValueError(
+                f"{name}={value!r} has no effect with semantics='tf1', "
+                "whose bias starts at zero and whose kernel covers x and "
+                "h together; use semantics='keras' or drop the argument."
+            )
 
 
 def _serialize(value: Any) -> Any:
