@@ -11,7 +11,7 @@ import warnings
 # (oneDNN and CUDA notes) ignore this variable in TensorFlow 2.21.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from lstmkit.cli import compare, convert, env, pitfalls  # noqa: E402
+from lstmkit.cli import bench, compare, convert, env, pitfalls  # noqa: E402
 
 LOG_LEVEL_VARIABLE = "LSTMKIT_LOG_LEVEL"
 
@@ -33,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_parser(subparsers)
     pitfalls.add_parser(subparsers)
     env.add_parser(subparsers)
+    bench.add_parser(subparsers)
     return parser
 
 
