@@ -38,7 +38,7 @@ _default = None
 _choices: "weakref.WeakKeyDictionary[Any, KernelChoice]" = (
     weakref.WeakKeyDictionary()
 )
-_logged: set = set()
+_logged: "weakref.WeakKeyDictionary[Any, set]" = weakref.WeakKeyDictionary()
 
 
 class KernelChoice(NamedTuple):
@@ -224,7 +224,7 @@ def gate_layout(cell: Any) -> Any:
 
 def _record(cell: Any, choice: KernelChoice) -> None:
     _choices[cell] = choice
-    key = (id(cell), choice.kernel)
-    if key not in _logged:
-        _logged.add(key)
+    logged = _logged.setdefault(cell, set())
+    if choice.kernel not in logged:
+        logged.add(choice.kernel)
         logger.info("%s: %s", cell.name, choice.describe())

@@ -62,11 +62,9 @@ def run(
 
     @tf.custom_gradient
     def recurrence(projected, initial_output, *flat):
-        # The tape must not differentiate the compiled loop itself; the
-        # gradient below replaces it.
-        projected = tf.stop_gradient(projected)
-        initial_output = tf.stop_gradient(initial_output)
-        flat = [tf.stop_gradient(tensor) for tensor in flat]
+        projected, initial_output, *flat = steps.stop_tape(
+            projected, initial_output, *flat
+        )
         state_in, weights_in = flat[:n_state], flat[n_state:]
 
         def forward(save):
@@ -157,9 +155,9 @@ class _Loops:
         """Runs the forward loop.
 
         Returns:
-            `(outputs, last_output, final_state, saved)`, where `saved` holds,
-            per state part, `[time, batch, ...]`: the state before every
-            step, or zero steps without `save`.
+            `(outputs, last_output, final_state, saved)`. For each state
+            part, `saved` contains `[time, batch, ...]`: the state before
+            every step, or zero steps without `save`.
         """
         time = tf.shape(projected)[0]
         saved = [

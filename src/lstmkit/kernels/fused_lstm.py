@@ -94,10 +94,9 @@ def run(
 
     @tf.custom_gradient
     def recurrence(projected, c0, h0, kernel_h):
-        # The tape must not differentiate the compiled loop itself: that
-        # would ask XLA for the loop's intermediate lists, which it cannot
-        # return, and the gradient below replaces it anyway.
-        projected, c0, h0, kernel_h = _no_tape(projected, c0, h0, kernel_h)
+        projected, c0, h0, kernel_h = steps.stop_tape(
+            projected, c0, h0, kernel_h
+        )
 
         def forward(save):
             return steps.if_steps(
@@ -137,10 +136,6 @@ def run(
     return recurrence(projected, c0, h0, kernel_h)
 
 
-def _no_tape(*tensors: tf.Tensor) -> list[tf.Tensor]:
-    return [tf.stop_gradient(tensor) for tensor in tensors]
-
-
 def _gate_bias(
     layout: GateLayout, forget_bias: float, kernel_h: tf.Tensor
 ) -> tf.Tensor:
@@ -154,7 +149,7 @@ def _gate_bias(
 def _forward(
     projected, valid, c0, h0, kernel_h, h_mask, gate_bias, layout, save
 ):
-    """Forward loop; returns states, pre-activations and the final states.
+    """Runs the forward loop and returns states and pre-activations.
 
     Returns:
         `(h_steps, c_steps, z_steps, c_final, h_final)` with z_steps

@@ -14,7 +14,7 @@ except ImportError:  # pragma: no cover - depends on the TensorFlow version
 
 
 def gradients_may_be_taken() -> bool:
-    """Whether a gradient tape may record the ops being built now.
+    """Returns whether a gradient tape may record the ops being built now.
 
     The kernels keep the per-step states for their backward pass only when
     this is True. A gradient can still be requested when it is False: a
@@ -25,6 +25,16 @@ def gradients_may_be_taken() -> bool:
     if could_possibly_record is None:
         return True
     return bool(could_possibly_record())
+
+
+def stop_tape(*tensors: tf.Tensor) -> list[tf.Tensor]:
+    """Returns `tensors` cut off from every gradient tape.
+
+    A kernel's compiled loop must not be differentiated by a tape: that
+    would ask XLA for the loop's intermediate lists, which it cannot return.
+    Each kernel supplies its own gradient instead.
+    """
+    return [tf.stop_gradient(tensor) for tensor in tensors]
 
 
 def if_steps(time_source: tf.Tensor, run: Callable, empty: Callable):
