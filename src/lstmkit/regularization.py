@@ -471,7 +471,7 @@ class VariationalDropoutCell(RecurrentCell):
         Returns:
             The wrapped cell's `[..., batch, projected_depth]`. With
             `recurrent_dropout > 0`, `[..., batch, projected_depth +
-            output_size]`, whose last `output_size` columns hold the
+            output_size]`, whose last `output_size` columns contain the
             recurrent mask (ones at inference), equal at every leading
             index.
 
