@@ -276,14 +276,14 @@ def test_random_steps_run_on_the_autodiff_kernel():
         )
 
 
-def test_half_precision_runs_on_the_autodiff_kernel():
+def test_half_precision_runs_on_the_fused_kernel():
     cell = lstmkit.LSTMCell(4, dtype="float16")
     x = tf.zeros([2, 3, DEPTH], tf.float16)
     lstmkit.dynamic_rnn(cell, x)
 
     choice = kernels.explain(cell)
-    assert choice.kernel == "autodiff"
-    assert "float16" in choice.rejected["fused_lstm"]
+    assert choice.kernel == "fused_lstm"
+    assert choice.rejected == {}
 
 
 def test_forced_kernel_rejects_other_cells():

@@ -1319,3 +1319,31 @@ def test_rnn_rejects_invalid_argument(case):
 
     with pytest.raises(error, match=message):
         make()
+
+
+def test_load_model_registers_every_cell(tmp_path):
+    """A fresh process that imports only `lstmkit.layers` loads any cell."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "gru.keras"
+    model = keras.Sequential([
+        keras.Input((5, 3)),
+        lstmkit.layers.RNN(lstmkit.GRUCell(4), return_sequences=True),
+    ])
+    model.save(path)
+    script = (
+        "import sys, keras, lstmkit.layers\n"
+        "model = keras.saving.load_model(sys.argv[1])\n"
+        "print(type(model.layers[0].cell).__name__)\n"
+    )
+
+    result = subprocess.run(
+        [sys.executable, "-c", script, str(path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().splitlines()[-1] == "GRUCell"

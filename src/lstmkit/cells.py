@@ -13,6 +13,7 @@ lengths, padding safety and both directions from the driver.
 
 import collections
 import logging
+import math
 import numbers
 from typing import Any, Callable, NamedTuple
 
@@ -107,11 +108,31 @@ class RecurrentCell(keras.layers.Layer):
         """
         raise NotImplementedError
 
+    def state_dtypes(self, dtype: Any) -> Any:
+        """Returns the dtype of each state part for a loop in `dtype`.
+
+        Args:
+            dtype: the dtype the loop computes in (the inputs' dtype).
+
+        Returns:
+            A structure like `state_size`. Here every part is `dtype`,
+            while the LSTM cells keep c in float32 under a mixed-precision
+            policy.
+        """
+        dtype = tf.as_dtype(dtype)
+        return tf.nest.map_structure(lambda _: dtype, self.state_size)
+
     def zero_state(self, batch_size: int | tf.Tensor, dtype: Any) -> Any:
-        """Returns an all-zero state for `batch_size` rows of `dtype`."""
+        """Returns an all-zero state for `batch_size` rows.
+
+        Each part has the dtype that `state_dtypes(dtype)` gives it.
+        """
         return tf.nest.map_structure(
-            lambda size: tf.zeros([batch_size, size], dtype=dtype),
+            lambda size, part_dtype: tf.zeros(
+                [batch_size, size], dtype=part_dtype
+            ),
             self.state_size,
+            self.state_dtypes(dtype),
         )
 
     def call(self, inputs: tf.Tensor, state: Any) -> tuple[tf.Tensor, Any]:
@@ -229,7 +250,8 @@ class LSTMCell(RecurrentCell):
             `[-proj_clip, proj_clip]`.
         forget_bias: added to the forget gate's pre-activation at every step.
         activation: activation of the candidate and of the cell state
-            (callable or Keras name); `None` means tanh.
+            (callable or name); `None` means tanh. A name means what it
+            means to the v1 cell, see `v1_activation`.
         **kwargs: passed to `keras.layers.Layer` (`name`, `dtype`, ...).
 
     Example:
@@ -264,6 +286,13 @@ class LSTMCell(RecurrentCell):
             ("forget_bias", forget_bias),
         ):
             _check_number(option, value)
+        _check_clip("cell_clip", cell_clip)
+        _check_clip("proj_clip", proj_clip)
+        if not math.isfinite(forget_bias):
+            raise ValueError(
+                f"forget_bias must be finite; got {forget_bias!r}. The v1 "
+                "default is 1.0."
+            )
         if num_proj is not None:
             _check_positive_int("num_proj", num_proj)
         if proj_clip is not None and num_proj is None:
@@ -278,13 +307,42 @@ class LSTMCell(RecurrentCell):
         self.num_proj = None if num_proj is None else int(num_proj)
         self.proj_clip = proj_clip
         self.forget_bias = float(forget_bias)
-        self.activation = keras.activations.get(activation or "tanh")
+        self.activation = self._resolve_activation(activation or "tanh")
         self._activation_config = activation
         self.input_depth = None
+
+    def _resolve_activation(self, activation: str | Callable) -> Callable:
+        # Names mean what they mean to the v1 cell; KerasLSTMCell overrides
+        # this with Keras 3's meanings.
+        return v1_activation(activation)
 
     @property
     def state_size(self) -> LSTMStateTuple:
         return LSTMStateTuple(self.num_units, self.output_size)
+
+    def state_dtypes(self, dtype: Any) -> LSTMStateTuple:
+        """Returns the dtypes of c and h for a loop that computes in `dtype`.
+
+        Under a mixed-precision policy (`mixed_float16`, `mixed_bfloat16`)
+        c is kept in the variables' dtype, float32, and h in the compute
+        dtype. Otherwise both are `dtype`.
+        """
+        dtype = tf.as_dtype(dtype)
+        c_dtype = dtype
+        if dtype.name == self.compute_dtype:
+            c_dtype = self.cell_state_dtype
+        return LSTMStateTuple(c_dtype, dtype)
+
+    @property
+    def cell_state_dtype(self) -> tf.DType:
+        """dtype of c and of the gate arithmetic: the variables' dtype.
+
+        It differs from the compute dtype only under a mixed-precision
+        policy. There the matrix products run in float16 or bfloat16, and
+        their sums are cast to float32 before the gates and c are
+        computed, so rounding does not accumulate in c over many steps.
+        """
+        return tf.as_dtype(self.variable_dtype)
 
     @property
     def output_size(self) -> int:
@@ -371,14 +429,23 @@ class LSTMCell(RecurrentCell):
             "kernel_h": self.read_weight(self.kernel)[self.input_depth :]
         }
         if self.use_peepholes:
-            weights["w_f_diag"] = self.read_weight(self.w_f_diag)
-            weights["w_i_diag"] = self.read_weight(self.w_i_diag)
-            weights["w_o_diag"] = self.read_weight(self.w_o_diag)
+            for name in ("w_f_diag", "w_i_diag", "w_o_diag"):
+                weights[name] = self.read_gate_weight(getattr(self, name))
         if self.num_proj is not None:
             weights["projection_kernel"] = self.read_weight(
                 self.projection_kernel
             )
         return weights
+
+    def read_gate_weight(self, variable: Any) -> tf.Tensor:
+        """Reads a weight of the gate arithmetic in `cell_state_dtype`.
+
+        Peepholes and layer-norm gains act on the gates and c, not in a
+        matrix product. The value is rounded to the compute dtype first,
+        as every weight is, so that eager code, compiled kernels and Keras
+        layers (which read variables in the compute dtype) agree.
+        """
+        return as_dtype(self.read_weight(variable), self.cell_state_dtype)
 
     def split_gates(self, z: tf.Tensor) -> tuple[tf.Tensor, ...]:
         """Splits `[batch, 4 * num_units]` into blocks i, j, f, o."""
@@ -411,6 +478,9 @@ class LSTMCell(RecurrentCell):
             # the recurrent product only, as Keras applies it.
             h_input = h_prev * weights["h_dropout_mask"]
         z = projected + tf.matmul(h_input, weights["kernel_h"])
+        # Under mixed precision c is float32 (see `cell_state_dtype`), and
+        # the gates are computed in its dtype. Elsewhere this is a no-op.
+        z = as_dtype(z, c_prev.dtype)
         i, j, f, o = self.split_gates(z)
 
         forget_input = f + self.forget_bias
@@ -428,6 +498,7 @@ class LSTMCell(RecurrentCell):
         if self.use_peepholes:
             output_gate_input += weights["w_o_diag"] * c
         m = tf.sigmoid(output_gate_input) * self.activation(c)
+        m = as_dtype(m, projected.dtype)
 
         if self.num_proj is not None:
             m = tf.matmul(m, weights["projection_kernel"])
@@ -448,15 +519,18 @@ class LSTMCell(RecurrentCell):
                 f"{state!r:.200}"
             )
         c, h = state
-        return LSTMStateTuple(self._as_state_part(c), self._as_state_part(h))
+        dtypes = self.state_dtypes(self.compute_dtype)
+        return LSTMStateTuple(
+            self._as_state_part(c, dtypes.c), self._as_state_part(h, dtypes.h)
+        )
 
-    def _as_state_part(self, value: Any) -> tf.Tensor:
+    def _as_state_part(self, value: Any, dtype: tf.DType) -> tf.Tensor:
         # A tensor keeps its dtype, so that the drivers report a dtype
         # mismatch as a TypeError naming the state field. Arrays and lists
-        # are converted to the cell's dtype.
+        # are converted to the dtype the cell keeps that part in.
         if tf.is_tensor(value):
             return tf.convert_to_tensor(value)
-        return tf.convert_to_tensor(value, dtype=self.compute_dtype)
+        return tf.convert_to_tensor(value, dtype=dtype)
 
     def get_config(self) -> dict:
         config = super().get_config()
@@ -485,6 +559,32 @@ class LSTMCell(RecurrentCell):
         return config
 
 
+def as_dtype(tensor: tf.Tensor, dtype: tf.DType) -> tf.Tensor:
+    """Casts `tensor` to `dtype`, adding no op when it already has it."""
+    if tensor.dtype == dtype:
+        return tensor
+    return tf.cast(tensor, dtype)
+
+
+def v1_activation(activation: str | Callable) -> Callable:
+    """Returns the activation function that the v1 cells use for `activation`.
+
+    The v1 cells look names up in tf_keras. tf_keras 2.21 and Keras 3.15
+    give the same values on [-6, 6] for every name both define except
+    "hard_sigmoid", which tf_keras defines as `clip(0.2 * x + 0.5, 0, 1)`
+    and Keras 3 as `clip(x / 6 + 0.5, 0, 1)`. Callables are returned
+    unchanged.
+    """
+    if activation == "hard_sigmoid":
+        return v1_hard_sigmoid
+    return keras.activations.get(activation)
+
+
+def v1_hard_sigmoid(x: tf.Tensor) -> tf.Tensor:
+    """Computes tf_keras' hard sigmoid, `clip(0.2 * x + 0.5, 0, 1)`."""
+    return tf.clip_by_value(0.2 * x + 0.5, 0.0, 1.0)
+
+
 def takes_dtype_from_inputs(cell: Any) -> bool:
     """Returns True for an unbuilt cell that was created without `dtype=`.
 
@@ -501,6 +601,15 @@ def _check_number(name: str, value: Any) -> None:
         raise TypeError(
             f"{name} must be a number or None; got {type(value).__name__} "
             f"{value!r}."
+        )
+
+
+def _check_clip(name: str, value: Any) -> None:
+    # A clip c clips to [-c, c]: 0 or less, NaN or Inf gives wrong numbers.
+    if value is not None and not 0 < value < math.inf:
+        raise ValueError(
+            f"{name} must be a positive finite number or None; got "
+            f"{value!r}. The cell clips to [-{name}, {name}]."
         )
 
 

@@ -25,7 +25,7 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from lstmkit.cells import RecurrentCell, _check_positive_int
+from lstmkit.cells import RecurrentCell, _check_positive_int, v1_activation
 
 logger = logging.getLogger(__name__)
 
@@ -364,8 +364,9 @@ class V1GRUCell(_SingleStateCell):
 
     Args:
         num_units: size of the state and the output.
-        activation: activation of the candidate (callable or Keras name),
-            tanh when `None`.
+        activation: activation of the candidate (callable or name, as the
+            v1 cell reads it, see `lstmkit.cells.v1_activation`), tanh when
+            `None`.
         kernel_initializer: Keras initializer of both kernels, Glorot
             uniform when `None`.
         bias_initializer: Keras initializer of both biases, the v1 defaults
@@ -385,7 +386,7 @@ class V1GRUCell(_SingleStateCell):
         super().__init__(**kwargs)
         _check_positive_int("num_units", num_units)
         self.units = int(num_units)
-        self.activation = keras.activations.get(activation or "tanh")
+        self.activation = v1_activation(activation or "tanh")
         self._activation_config = activation
         self.kernel_initializer = kernel_initializer
         self.bias_initializer = bias_initializer

@@ -80,6 +80,11 @@ class KerasLSTMCell(LSTMCell):
         self.bias_initializer = keras.initializers.get(bias_initializer)
         self.unit_forget_bias = bool(unit_forget_bias)
 
+    def _resolve_activation(self, activation: Any) -> Any:
+        # Names mean what they mean to keras.layers.LSTM, which differs
+        # from the v1 cell for "hard_sigmoid" (see `v1_activation`).
+        return keras.activations.get(activation)
+
     @property
     def units(self) -> int:
         """Size of the cell state (Keras' name for `num_units`)."""

@@ -449,6 +449,10 @@ class VariationalDropoutCell(RecurrentCell):
     def output_size(self) -> int:
         return self.cell.output_size
 
+    def state_dtypes(self, dtype: Any) -> Any:
+        """Returns the wrapped cell's state dtypes for a loop in `dtype`."""
+        return self.cell.state_dtypes(dtype)
+
     @property
     def input_depth(self) -> int | None:
         """Input depth of the wrapped cell, `None` before it is built."""

@@ -7,12 +7,13 @@ optional residual connections, and work with any `lstmkit.RecurrentCell`.
 """
 
 import logging
+import numbers
 from typing import Any, Sequence
 
 import keras
 import tensorflow as tf
 
-from lstmkit import rnn
+from lstmkit import rnn, validation
 
 logger = logging.getLogger(__name__)
 
@@ -48,9 +49,12 @@ def stacked_dynamic_rnn(
         one final state per layer. Outputs are zero past each length.
 
     Raises:
-        ValueError: no cells, a wrong number of initial states, or a
-            residual connection between layers of different depths.
+        TypeError: `cells` is not a list or tuple.
+        ValueError: no cells, a wrong number of initial states, a dropout
+            rate outside [0, 1), or a residual connection between layers
+            of different depths.
     """
+    _check_dropout(dropout)
     states = _check_stack(cells, initial_states)
     lengths = sequence_length
     x = inputs
@@ -93,9 +97,14 @@ def stacked_bidirectional_dynamic_rnn(
         `(state_fw, state_bw)` per layer.
 
     Raises:
-        ValueError: the two lists differ in length or are empty, or a
-            residual connection joins layers of different depths.
+        TypeError: `cells_fw` or `cells_bw` is not a list or tuple.
+        ValueError: the two lists differ in length or are empty, the
+            dropout rate is outside [0, 1), or a residual connection joins
+            layers of different depths.
     """
+    _check_dropout(dropout)
+    _check_cell_list(cells_fw, "cells_fw")
+    _check_cell_list(cells_bw, "cells_bw")
     if len(cells_fw) != len(cells_bw) or not cells_fw:
         raise ValueError(
             f"cells_fw and cells_bw must be non-empty lists of the same "
@@ -118,7 +127,24 @@ def stacked_bidirectional_dynamic_rnn(
     return x, finals
 
 
+def _check_cell_list(cells: Any, name: str) -> None:
+    if not isinstance(cells, (list, tuple)):
+        raise TypeError(
+            f"{name} must be a list of cells, one per layer; got "
+            f"{type(cells).__name__}. Wrap a single cell as [cell]."
+        )
+
+
+def _check_dropout(rate: Any) -> None:
+    number = isinstance(rate, numbers.Real) and not isinstance(rate, bool)
+    if not number or not 0 <= rate < 1:
+        raise ValueError(
+            f"dropout must be a number in [0, 1); got {rate!r}."
+        )
+
+
 def _check_stack(cells: Sequence[Any], initial_states: Any) -> list[Any]:
+    _check_cell_list(cells, "cells")
     if not cells:
         raise ValueError("cells is empty; pass one cell per layer.")
     if initial_states is None:
@@ -137,8 +163,6 @@ def _sequence_dropout(
     x = tf.convert_to_tensor(x)
     if not training or rate == 0:
         return x
-    if not 0 <= rate < 1:
-        raise ValueError(f"dropout must be in [0, 1); got {rate!r}.")
     # One mask per sequence: [batch, 1, depth], broadcast over time.
     shape = tf.stack([tf.shape(x)[0], 1, tf.shape(x)[2]])
     if seed is None:
@@ -181,6 +205,7 @@ class TrainableInitialState(keras.layers.Layer):
 
     def __init__(self, cell: Any, **kwargs):
         super().__init__(**kwargs)
+        validation.check_cell(cell)
         self.state_structure = cell.state_size
         sizes = tf.nest.flatten(self.state_structure)
         self.vectors = [

@@ -38,7 +38,7 @@ def as_inputs(inputs: Any, time_major: bool) -> tf.Tensor:
 
     Raises:
         TypeError: ragged, sparse, non-numeric or integer inputs.
-        ValueError: inputs whose rank is not 3.
+        ValueError: inputs whose rank is not 3, or whose depth is 0.
     """
     layout = "[time, batch, depth]" if time_major else "[batch, time, depth]"
     if isinstance(inputs, tf.RaggedTensor):
@@ -69,6 +69,12 @@ def as_inputs(inputs: Any, time_major: bool) -> tf.Tensor:
     if tensor.shape.rank != 3:
         raise ValueError(
             f"inputs must have rank 3, {layout}; got shape {tensor.shape}."
+        )
+    if tensor.shape[-1] == 0:
+        raise ValueError(
+            f"inputs have depth 0 (shape {tensor.shape}), so the cell would "
+            "read no features. Pass inputs with at least one feature per "
+            "time step."
         )
     return tensor
 
@@ -167,6 +173,12 @@ def as_lengths(
 
 
 def _convert_lengths(sequence_length: Any) -> tf.Tensor:
+    if isinstance(sequence_length, (tf.RaggedTensor, tf.SparseTensor)):
+        raise TypeError(
+            f"sequence_length is a {type(sequence_length).__name__}; pass a "
+            "dense [batch] vector of int32 or int64 lengths, such as "
+            "inputs.row_lengths() of ragged inputs."
+        )
     if tf.is_tensor(sequence_length) or isinstance(
         sequence_length, tf.Variable
     ):
@@ -276,13 +288,12 @@ def check_state(
     static_batch = _static_int(batch)
     sizes = tf.nest.flatten(cell.state_size)
     parts = tf.nest.flatten(state)
+    dtypes = _state_dtypes(cell, dtype)
     for index, (part, size) in enumerate(zip(parts, sizes)):
         field = _field_name(state, index)
-        if part.dtype != dtype:
-            raise TypeError(
-                f"{name}.{field} is {part.dtype.name} but the inputs are "
-                f"{dtype.name}; cast the state to {dtype.name}."
-            )
+        parts[index] = part = _as_state_dtype(
+            part, dtypes[index], dtype, f"{name}.{field}"
+        )
         expected = [static_batch, size]
         if part.shape.rank != 2 or not part.shape.is_compatible_with(
             expected
@@ -292,9 +303,48 @@ def check_state(
                 f"{name}.{field} has shape {part.shape}; expected "
                 f"[{shown}, {size}]."
             )
+    state = tf.nest.pack_sequence_as(state, parts)
     if static_batch is None or any(p.shape[0] is None for p in parts):
         state = _assert_state_batch(state, batch, name)
     return state
+
+
+def _state_dtypes(cell: Any, dtype: tf.DType) -> list[tf.DType]:
+    """Returns the flat dtypes the cell keeps its state parts in."""
+    state_dtypes = getattr(cell, "state_dtypes", None)
+    if state_dtypes is None:
+        return [dtype] * len(tf.nest.flatten(cell.state_size))
+    return tf.nest.flatten(state_dtypes(dtype))
+
+
+def _as_state_dtype(
+    part: tf.Tensor, expected: tf.DType, dtype: tf.DType, name: str
+) -> tf.Tensor:
+    """Returns a state part in `expected`, the dtype the cell keeps it in.
+
+    Under mixed precision an LSTM keeps c in float32 while the inputs are
+    float16 or bfloat16. A c in the inputs' dtype is then widened, which
+    loses nothing; Keras layers cast every state they are given to the
+    compute dtype.
+
+    Raises:
+        TypeError: any other dtype.
+    """
+    if part.dtype == expected:
+        return part
+    widening = expected.is_floating and expected.size > dtype.size
+    if part.dtype == dtype and widening:
+        return tf.cast(part, expected)
+    if expected == dtype:
+        raise TypeError(
+            f"{name} is {part.dtype.name} but the inputs are "
+            f"{dtype.name}; cast the state to {dtype.name}."
+        )
+    raise TypeError(
+        f"{name} is {part.dtype.name} but the cell keeps it in "
+        f"{expected.name} (the inputs are {dtype.name}); cast the state to "
+        f"{expected.name}."
+    )
 
 
 def _assert_state_batch(state: Any, batch: Any, name: str) -> Any:

@@ -12,7 +12,7 @@ from typing import Any, Callable
 import keras
 import tensorflow as tf
 
-from lstmkit.cells import LSTMCell, LSTMStateTuple, _check_number
+from lstmkit.cells import LSTMCell, LSTMStateTuple, _check_number, as_dtype
 
 LAYER_NORM_PLACEMENTS = ("gates", "separate", None)
 
@@ -218,15 +218,18 @@ class LayerNormLSTMCell(LSTMCell):
         flat = tf.reshape(inputs, [-1, self.input_depth])
         projected = tf.matmul(flat, kernel_x)
         if self.norm == "separate":
-            projected = layer_norm(
-                projected,
-                self.read_weight(self.input_gamma),
-                self.read_weight(self.input_beta),
+            # Normalized in cell_state_dtype (float32 under mixed
+            # precision) and stored in the compute dtype.
+            normalized = layer_norm(
+                as_dtype(projected, self.cell_state_dtype),
+                self.read_gate_weight(self.input_gamma),
+                self.read_gate_weight(self.input_beta),
                 self.norm_epsilon,
             )
-            projected = tf.nn.bias_add(
-                projected, self.read_weight(self.bias)
+            normalized = tf.nn.bias_add(
+                normalized, self.read_gate_weight(self.bias)
             )
+            projected = as_dtype(normalized, projected.dtype)
         leading = tf.shape(inputs)[:-1]
         return tf.reshape(
             projected, tf.concat([leading, [4 * self.num_units]], 0)
@@ -250,7 +253,7 @@ class LayerNormLSTMCell(LSTMCell):
         if self.norm_cell:
             names += ["cell_gamma", "cell_beta"]
         for name in names:
-            weights[name] = self.read_weight(getattr(self, name))
+            weights[name] = self.read_gate_weight(getattr(self, name))
         return weights
 
     def gate_preactivations(
@@ -267,17 +270,20 @@ class LayerNormLSTMCell(LSTMCell):
             weights: from `recurrent_weights()`.
 
         Returns:
-            `z`, blocks i, j, f, o, before the forget bias and peepholes.
+            `z`, blocks i, j, f, o, before the forget bias and peepholes,
+            in `cell_state_dtype`, in which the layer norms also run.
         """
+        dtype = self.cell_state_dtype
         recurrent = tf.matmul(h_input, weights["kernel_h"])
         if self.norm == "separate":
             recurrent = layer_norm(
-                recurrent,
+                as_dtype(recurrent, dtype),
                 weights["recurrent_gamma"],
                 weights["recurrent_beta"],
                 self.norm_epsilon,
             )
-        z = projected + recurrent
+            return as_dtype(projected, dtype) + recurrent
+        z = as_dtype(projected + recurrent, dtype)
         if self.norm != "gates":
             return z
         # Normalize each gate block over its own num_units columns.
@@ -314,7 +320,7 @@ class LayerNormLSTMCell(LSTMCell):
         if "h_dropout_mask" in weights:
             h_input = h_prev * weights["h_dropout_mask"]
         z = self.gate_preactivations(projected, h_input, weights)
-        i, j, f, o = self.split_gates(z)
+        i, j, f, o = self.split_gates(as_dtype(z, c_prev.dtype))
 
         forget_input = f + self.forget_bias
         input_gate_input = i
@@ -333,7 +339,7 @@ class LayerNormLSTMCell(LSTMCell):
             )
         if self.cell_clip is not None:
             c = tf.clip_by_value(c, -self.cell_clip, self.cell_clip)
-        return _lstm_output(self, c, o, weights)
+        return _lstm_output(self, c, o, weights, projected.dtype)
 
     def get_config(self) -> dict:
         config = super().get_config()
@@ -448,8 +454,8 @@ class CIFGLSTMCell(LSTMCell):
             "kernel_h": self.read_weight(self.kernel)[self.input_depth :]
         }
         if self.use_peepholes:
-            weights["w_f_diag"] = self.read_weight(self.w_f_diag)
-            weights["w_o_diag"] = self.read_weight(self.w_o_diag)
+            weights["w_f_diag"] = self.read_gate_weight(self.w_f_diag)
+            weights["w_o_diag"] = self.read_gate_weight(self.w_o_diag)
         if self.num_proj is not None:
             weights["projection_kernel"] = self.read_weight(
                 self.projection_kernel
@@ -485,7 +491,8 @@ class CIFGLSTMCell(LSTMCell):
         if "h_dropout_mask" in weights:
             h_input = h_prev * weights["h_dropout_mask"]
         z = projected + tf.matmul(h_input, weights["kernel_h"])
-        j, f, o = self.split_gates(z)
+        # The gates and c are computed in c's dtype, as in LSTMCell.step.
+        j, f, o = self.split_gates(as_dtype(z, c_prev.dtype))
 
         forget_input = f + self.forget_bias
         if self.use_peepholes:
@@ -494,21 +501,27 @@ class CIFGLSTMCell(LSTMCell):
         c = forget_gate * c_prev + (1 - forget_gate) * self.activation(j)
         if self.cell_clip is not None:
             c = tf.clip_by_value(c, -self.cell_clip, self.cell_clip)
-        return _lstm_output(self, c, o, weights)
+        return _lstm_output(self, c, o, weights, projected.dtype)
 
 
 def _lstm_output(
-    cell: LSTMCell, c: tf.Tensor, o: tf.Tensor, weights: dict[str, tf.Tensor]
+    cell: LSTMCell,
+    c: tf.Tensor,
+    o: tf.Tensor,
+    weights: dict[str, tf.Tensor],
+    output_dtype: tf.DType,
 ) -> tuple[tf.Tensor, LSTMStateTuple]:
     """Computes the output gate, the output and its projection.
 
     Returns:
-        `(m, LSTMStateTuple(c, m))` as `lstmkit.LSTMCell.step` does.
+        `(m, LSTMStateTuple(c, m))` as `lstmkit.LSTMCell.step` does, with
+        m in `output_dtype` (the compute dtype).
     """
     output_gate_input = o
     if cell.use_peepholes:
         output_gate_input += weights["w_o_diag"] * c
     m = tf.sigmoid(output_gate_input) * cell.activation(c)
+    m = as_dtype(m, output_dtype)
     if cell.num_proj is not None:
         m = tf.matmul(m, weights["projection_kernel"])
         if cell.proj_clip is not None:

@@ -134,8 +134,10 @@ class V1Weights:
             when None, and checked against it otherwise.
 
     Raises:
-        ValueError: the shapes are inconsistent, or only some of the
-            three peepholes are given.
+        ValueError: the shapes are inconsistent, only some of the three
+            peepholes are given, or `forget_bias` is NaN or infinite.
+        TypeError: `kernel` or `bias` is None, an array does not hold
+            floating-point numbers, or `forget_bias` is not a number.
     """
 
     kernel: np.ndarray
@@ -148,11 +150,18 @@ class V1Weights:
     input_depth: int | None = None
 
     def __post_init__(self) -> None:
+        for name in ("kernel", "bias"):
+            if getattr(self, name) is None:
+                raise TypeError(
+                    f"{name} is None; pass the {name} array of the v1 cell."
+                )
         for name in ("kernel", "bias", *_PEEPHOLES, "projection"):
             value = getattr(self, name)
             if value is not None:
-                object.__setattr__(self, name, np.asarray(value))
-        object.__setattr__(self, "forget_bias", float(self.forget_bias))
+                object.__setattr__(self, name, _float_array(name, value))
+        object.__setattr__(
+            self, "forget_bias", check_forget_bias(self.forget_bias)
+        )
 
         self._check_bias_and_kernel()
         self._check_peepholes()
@@ -244,3 +253,39 @@ class V1Weights:
                 f"match num_units={self.num_units}; got {shape}."
             )
 
+
+def check_forget_bias(value: Any) -> float:
+    """Returns `value` as a float after checking that it is finite.
+
+    Raises:
+        TypeError: `value` is not a real number (a string, for example).
+        ValueError: `value` is NaN or infinite.
+    """
+    number = None
+    if not isinstance(value, (bool, str, bytes)):
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            number = None
+    if number is None:
+        raise TypeError(
+            f"forget_bias must be a real number such as 1.0; got "
+            f"{type(value).__name__} {value!r}."
+        )
+    if not np.isfinite(number):
+        raise ValueError(
+            f"forget_bias must be finite; got {number}. The v1 default is 1.0."
+        )
+    return number
+
+
+def _float_array(name: str, value: Any) -> np.ndarray:
+    """Converts one weight to a NumPy array of floating-point numbers."""
+    array = np.asarray(value)
+    if array.dtype.kind != "f":
+        raise TypeError(
+            f"{name} must hold floating-point numbers; got dtype "
+            f"{array.dtype} with shape {array.shape}. Cast the weights to "
+            "float32, for example np.asarray(value, np.float32)."
+        )
+    return array

@@ -3,9 +3,9 @@
 import dataclasses
 import logging
 import pathlib
-import pickle
 import warnings
 import zipfile
+import zlib
 from collections.abc import Mapping
 from typing import Any
 
@@ -26,6 +26,21 @@ from lstmkit.convert.formats import (
 )
 
 logger = logging.getLogger(__name__)
+
+# Exceptions that reading a corrupt zip archive (.npz, .keras) raises.
+# zipfile raises OSError for an offset past the end of the file,
+# NotImplementedError for an unknown compression method, RuntimeError for a
+# set encryption flag and zlib.error for corrupt deflate data. h5py raises
+# OSError for a truncated weights file.
+_CORRUPT_ARCHIVE_ERRORS = (
+    ValueError,
+    OSError,
+    EOFError,
+    NotImplementedError,
+    RuntimeError,
+    zipfile.BadZipFile,
+    zlib.error,
+)
 
 
 def load_model(
@@ -48,17 +63,39 @@ def load_model(
             means no clipping and tanh.
 
     Raises:
-        ConversionError: the file cannot be read, contains no LSTM, or its
-            weights do not form one.
+        ConversionError: the file cannot be read, contains no LSTM, its
+            weights do not form one, or a weight is NaN or infinite.
     """
     try:
         if model_format == "tf1":
-            return load_tf1(path, prefix, forget_bias, cell_options or {})
-        if model_format == "keras":
-            return load_keras(path, forget_bias)
-        return load_torch(path, prefix, forget_bias)
+            loaded = load_tf1(path, prefix, forget_bias, cell_options or {})
+        elif model_format == "keras":
+            loaded = load_keras(path, forget_bias)
+        else:
+            loaded = load_torch(path, prefix, forget_bias)
     except ValueError as error:
         raise ConversionError(f"Cannot convert {path}: {error}") from error
+    _check_finite_weights(loaded)
+    return loaded
+
+
+def _check_finite_weights(loaded: LoadedModel) -> None:
+    """Rejects NaN or Inf weights, which no probe comparison can check."""
+    for layer, cells in enumerate(loaded.layers):
+        for cell in cells:
+            if cell is None:
+                continue
+            for variable in cell.weights:
+                values = np.asarray(variable)
+                bad = int(np.size(values) - np.isfinite(values).sum())
+                if bad:
+                    raise ConversionError(
+                        f"{loaded.location}: {bad} of the {values.size} "
+                        f"values of {variable.name} (layer {layer}) are NaN "
+                        "or infinite. Such a model outputs NaN, so its "
+                        "conversion cannot be checked; convert a model "
+                        "with finite weights."
+                    )
 
 
 def load_tf1(
@@ -121,9 +158,10 @@ def _tf1_checkpoint_path(path: pathlib.Path) -> str:
 
 def _tf1_cell_scopes(checkpoint: str, prefix: str | None) -> list[str]:
     """Returns the scope of one cell, or of the fw and bw cells."""
-    import tensorflow as tf
+    from lstmkit.convert.tf1 import open_tf1_checkpoint
 
-    names = dict(tf.train.list_variables(checkpoint))
+    shapes = open_tf1_checkpoint(checkpoint).get_variable_to_shape_map()
+    names = dict(sorted(shapes.items()))
     candidates = [TF1_SCOPE, TF1_BIDIRECTIONAL_SCOPE]
     if prefix is not None:
         candidates = [prefix.rstrip("/")]
@@ -140,6 +178,8 @@ def _tf1_cell_scopes(checkpoint: str, prefix: str | None) -> list[str]:
 def _scope_not_found_message(
     checkpoint: str, prefix: str | None, names: dict[str, list[int]]
 ) -> str:
+    from lstmkit.convert.tf1 import object_checkpoint_hint
+
     if prefix is None:
         looked_for = (
             f"{TF1_SCOPE}/kernel or {TF1_BIDIRECTIONAL_SCOPE}/"
@@ -152,7 +192,7 @@ def _scope_not_found_message(
         for name in names
         if name.endswith("/kernel") and name[:-len("kernel")] + "bias" in names
     )
-    hint = ""
+    hint = object_checkpoint_hint(names)
     if scopes:
         hint = f" Scopes with a kernel and a bias: {', '.join(scopes)}."
     listing = list_names([f"{name} {shape}" for name, shape in names.items()])
@@ -185,7 +225,7 @@ def load_keras(path: pathlib.Path, forget_bias: float) -> LoadedModel:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
             model = keras.saving.load_model(path, compile=False)
-    except (ValueError, TypeError, KeyError, zipfile.BadZipFile) as error:
+    except (TypeError, KeyError, *_CORRUPT_ARCHIVE_ERRORS) as error:
         raise ConversionError(
             f"Keras could not load {path}: {error_message(error)}"
         ) from error
@@ -353,7 +393,7 @@ def _read_state_dict(path: pathlib.Path) -> dict[str, np.ndarray]:
     try:
         with np.load(path, allow_pickle=False) as archive:
             return {key: archive[key] for key in archive.files}
-    except (ValueError, zipfile.BadZipFile, EOFError) as error:
+    except _CORRUPT_ARCHIVE_ERRORS as error:
         raise ConversionError(
             f"Could not read {path} as an .npz archive of arrays: "
             f"{error_message(error)}"
@@ -364,7 +404,11 @@ def _read_torch_file(path: pathlib.Path) -> dict[str, np.ndarray]:
     torch = import_torch(f"reading {path}")
     try:
         loaded = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError) as error:
+    except Exception as error:  # noqa: BLE001
+        # torch.load parses the bytes with its own unpickler, which raises
+        # whatever its parsing step hits on corrupt input: UnpicklingError,
+        # RuntimeError, EOFError, IndexError, KeyError and more (PyTorch
+        # 2.13). weights_only=True keeps it from running code.
         raise ConversionError(
             f"torch.load(weights_only=True) could not read {path}: "
             f"{_torch_load_reason(error)} Save the state_dict() of the "
@@ -384,6 +428,12 @@ def _read_torch_file(path: pathlib.Path) -> dict[str, np.ndarray]:
                 "state dict maps names to tensors."
             )
         tensor = value.detach().cpu()
+        if not tensor.is_floating_point():
+            raise ConversionError(
+                f"{path} maps {key!r} to a {tensor.dtype} tensor, but "
+                "nn.LSTM weights are floating-point. Save the state_dict() "
+                "of the nn.LSTM, or cast its values with .float()."
+            )
         if tensor.dtype not in (torch.float32, torch.float64):
             # NumPy has no bfloat16, so reduced precision becomes float32.
             tensor = tensor.float()

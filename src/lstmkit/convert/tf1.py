@@ -46,6 +46,13 @@ logger = logging.getLogger(__name__)
 # counted.
 _MAX_LISTED_VARIABLES = 60
 
+# Exceptions that TensorFlow's checkpoint reader raises for corrupt files
+# (TF 2.21): OpError subclasses such as DataLossError, IndexError for a
+# truncated file, and MemoryError (std::bad_alloc) when a corrupt length
+# field requests a huge buffer. The failed allocation leaves the process
+# usable.
+_CORRUPT_CHECKPOINT_ERRORS = (tf.errors.OpError, IndexError, MemoryError)
+
 
 def v1_cell_options(cell: Any) -> dict[str, Any]:
     """Reads the constructor options of an lstmkit or v1 `LSTMCell`.
@@ -350,12 +357,14 @@ def read_tf1_checkpoint(
 
     Raises:
         ValueError: `prefix/kernel` or `prefix/bias` is missing (the message
-            lists the checkpoint's variables), only some peepholes exist, or
-            the shapes are inconsistent.
+            lists the checkpoint's variables), only some peepholes exist,
+            the shapes are inconsistent, or the checkpoint's files are
+            truncated or corrupt.
+        TypeError: a variable does not hold floating-point numbers.
         tf.errors.NotFoundError: no checkpoint at `path`.
     """
     prefix = prefix.rstrip("/")
-    reader = tf.train.load_checkpoint(os.fspath(path))
+    reader = open_tf1_checkpoint(path)
     shapes = reader.get_variable_to_shape_map()
 
     required = [f"{prefix}/kernel", f"{prefix}/bias"]
@@ -365,11 +374,13 @@ def read_tf1_checkpoint(
 
     def optional(name: str) -> np.ndarray | None:
         full_name = f"{prefix}/{name}"
-        return reader.get_tensor(full_name) if full_name in shapes else None
+        if full_name not in shapes:
+            return None
+        return _read_tensor(reader, full_name, path)
 
     weights = V1Weights(
-        kernel=reader.get_tensor(f"{prefix}/kernel"),
-        bias=reader.get_tensor(f"{prefix}/bias"),
+        kernel=_read_tensor(reader, f"{prefix}/kernel", path),
+        bias=_read_tensor(reader, f"{prefix}/bias", path),
         forget_bias=forget_bias,
         w_f_diag=optional("w_f_diag"),
         w_i_diag=optional("w_i_diag"),
@@ -457,6 +468,59 @@ def cells_from_tf1_checkpoint(
     return cells
 
 
+def open_tf1_checkpoint(path: str | os.PathLike) -> Any:
+    """Opens a checkpoint for reading, as `tf.train.load_checkpoint` does.
+
+    Raises:
+        ValueError: the checkpoint's files are truncated or corrupt.
+        tf.errors.NotFoundError: no checkpoint at `path`.
+    """
+    try:
+        return tf.train.load_checkpoint(os.fspath(path))
+    except tf.errors.NotFoundError as error:
+        raise tf.errors.NotFoundError(
+            None,
+            None,
+            f"No TF1 checkpoint at {path}: {error.message}. Pass the "
+            "checkpoint prefix (the name before .index), or a folder with "
+            "a 'checkpoint' file.",
+        ) from error
+    except _CORRUPT_CHECKPOINT_ERRORS as error:
+        raise ValueError(_corrupt_message(path, error)) from error
+
+
+def _read_tensor(reader: Any, name: str, path: Any) -> np.ndarray:
+    try:
+        return reader.get_tensor(name)
+    except _CORRUPT_CHECKPOINT_ERRORS as error:
+        raise ValueError(_corrupt_message(path, error, name)) from error
+
+
+def _corrupt_message(path: Any, error: Exception, name: str = "") -> str:
+    reason = getattr(error, "message", None) or str(error)
+    variable = f" variable {name} of" if name else ""
+    return (
+        f"Could not read{variable} TF1 checkpoint {path}: "
+        f"{reason.strip()}. Its .index or .data files are truncated or "
+        "corrupt. Write the checkpoint again with "
+        "tf.compat.v1.train.Saver, or pass another one."
+    )
+
+
+def object_checkpoint_hint(names: Any) -> str:
+    """Returns a hint when the variable names are those of an object-based
+    checkpoint (`tf.train.Checkpoint`, `model.save_weights`), else ""."""
+    if not any(".ATTRIBUTES/VARIABLE_VALUE" in name for name in names):
+        return ""
+    return (
+        " These names come from an object-based checkpoint written by "
+        "tf.train.Checkpoint or save_weights, not by "
+        "tf.compat.v1.train.Saver. Restore it into the model that wrote "
+        "it and convert that model's LSTM layer with from_keras_lstm or "
+        "from_keras_bidirectional."
+    )
+
+
 def _not_found_message(
     path: Any, prefix: str, missing: list[str], shapes: dict[str, list[int]]
 ) -> str:
@@ -472,7 +536,7 @@ def _not_found_message(
         if name.endswith("/kernel")
         and name.removesuffix("kernel") + "bias" in shapes
     )
-    hint = ""
+    hint = object_checkpoint_hint(names)
     if candidates:
         hint = f" Prefixes with a kernel and a bias: {', '.join(candidates)}."
     return (

@@ -41,6 +41,7 @@ from lstmkit.convert.layouts import (
     GATE_ORDER_TF1,
     GATE_ORDER_TORCH,
     V1Weights,
+    check_forget_bias,
     gate_slice,
     reorder_gates,
 )
@@ -131,9 +132,14 @@ def torch_to_v1(
         projection `[hidden_size, proj_size]`.
 
     Raises:
-        ValueError: a key of this layer is missing or a shape does not fit;
-            the message lists what is missing and the keys found.
+        ValueError: a key of this layer is missing, a shape does not fit
+            or a value is not floating-point; the message lists what is
+            missing and the keys found.
+        TypeError: `state_dict` is not a mapping, or `forget_bias` is not
+            a number.
     """
+    _check_mapping(state_dict)
+    forget_bias = check_forget_bias(forget_bias)
     suffix = _key_suffix(layer, reverse)
     arrays = _layer_arrays(state_dict, suffix)
     _check_layer_shapes(arrays, suffix)
@@ -183,8 +189,11 @@ def from_torch_lstm_state_dict(
 
     Raises:
         ValueError: a key is not an `nn.LSTM` key, a layer or direction is
-            missing or incomplete, or the shapes do not fit together.
+            missing or incomplete, the shapes do not fit together, or a
+            value is not floating-point.
+        TypeError: `state_dict` is not a mapping.
     """
+    _check_mapping(state_dict)
     layer_count, bidirectional = _state_dict_structure(state_dict)
 
     layers = []
@@ -318,11 +327,29 @@ def _layer_arrays(
         )
 
     names = required + ["weight_hr"]
-    return {
+    arrays = {
         name: _to_numpy(state_dict[name + suffix])
         for name in names
         if name + suffix in state_dict
     }
+    for name, array in arrays.items():
+        if array.dtype.kind != "f":
+            raise ValueError(
+                f"{name}{suffix} has dtype {array.dtype} with shape "
+                f"{array.shape}, but nn.LSTM weights are floating-point. "
+                "Pass the state_dict() of the nn.LSTM, or cast its values "
+                "to float32."
+            )
+    return arrays
+
+
+def _check_mapping(state_dict: Any) -> None:
+    if not isinstance(state_dict, Mapping):
+        raise TypeError(
+            f"state_dict must be a mapping from nn.LSTM key names to "
+            f"tensors or arrays, such as lstm.state_dict(); got "
+            f"{type(state_dict).__name__} {state_dict!r:.100}."
+        )
 
 
 def _check_layer_shapes(arrays: dict[str, np.ndarray], suffix: str) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import logging
+import math
 import os
 import zipfile
 import zlib
@@ -85,7 +86,9 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     magic, header_bytes = _read_idx_magic(path, data)
     dims = _read_idx_dims(path, data, magic, header_bytes)
 
-    expected_bytes = int(np.prod(dims))
+    # math.prod on Python ints cannot overflow, unlike np.prod in int64: a
+    # corrupt header can claim up to (2**32 - 1) ** 3 bytes.
+    expected_bytes = math.prod(dims)
     actual_bytes = len(data) - header_bytes
     if actual_bytes != expected_bytes:
         shape = " x ".join(str(dim) for dim in dims)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import os
 from pathlib import Path
 
@@ -34,6 +35,8 @@ VOWELS_HINT = (
 )
 
 _MISSING_VALUE = "?"
+# Values are stored as float32, so a larger magnitude would become Inf.
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 @dataclasses.dataclass
@@ -76,8 +79,9 @@ def read_ts(
             ``@data`` is missing, or a header field is invalid. Also raised
             when a series line has the wrong number of dimensions,
             dimensions of different lengths, a value that is not a float,
-            or an undeclared label. The message names the file, the line
-            and what was expected. ``@timeStamps true`` and
+            a NaN without ``@missing true``, a value beyond the float32
+            range (Inf included), or an undeclared label. The message
+            names the file, the line and what was expected. ``@timeStamps true`` and
             ``@targetLabel true`` (regression) are not supported and raise
             too.
         FileNotFoundError: ``path`` does not exist.
@@ -381,14 +385,39 @@ def _parse_values(
             values.append(float("nan"))
             continue
         try:
-            values.append(float(token))
+            value = float(token)
         except ValueError:
             raise DataFormatError(
                 f"{where}: value {position} of dimension {dimension} is "
                 f"{token!r}. Expected a float such as -0.25"
                 f"{_missing_hint(token)}."
             ) from None
+        _check_finite(where, position, dimension, token, value, missing)
+        values.append(value)
     return values
+
+
+def _check_finite(
+    where: str,
+    position: int,
+    dimension: int,
+    token: str,
+    value: float,
+    missing: bool,
+) -> None:
+    """Reject NaN outside ``@missing true``, and values beyond float32."""
+    if math.isnan(value) and not missing:
+        raise DataFormatError(
+            f"{where}: value {position} of dimension {dimension} is "
+            f"{token!r}, which reads as NaN. Write a missing value as ? and "
+            f"declare @missing true in the header."
+        )
+    if not math.isnan(value) and abs(value) > _FLOAT32_MAX:
+        raise DataFormatError(
+            f"{where}: value {position} of dimension {dimension} is "
+            f"{token!r}, which is not a finite float32 (largest magnitude "
+            f"{_FLOAT32_MAX:.4g}). Expected a finite value such as -0.25."
+        )
 
 
 def _missing_hint(token: str) -> str:

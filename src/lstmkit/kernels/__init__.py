@@ -11,6 +11,8 @@ Three kernels run a cell over a sequence with the same results:
   XLA. It runs every cell, including cells that draw new random numbers at
   every step.
 
+All three run float16, bfloat16, float32 and float64 loops, including
+the loops of a mixed-precision policy (`mixed_float16`, `mixed_bfloat16`).
 `implementation="auto"` (the default) takes the first of these that can
 run the cell. `explain(cell)` returns the last choice made for a cell, and
 the choice is logged once per cell at INFO level, with the reason why the
@@ -31,7 +33,9 @@ KERNELS = ("fused_lstm", "derived", "autodiff")
 IMPLEMENTATIONS = ("auto",) + KERNELS
 ENVIRONMENT_VARIABLE = "LSTMKIT_KERNEL"
 
-_XLA_DTYPES = (tf.float32, tf.float64)
+# XLA on CPU compiles all four (TensorFlow 2.21). tests/test_precision.py
+# checks the half-precision loops against float32 on CPU only.
+_XLA_DTYPES = (tf.float16, tf.bfloat16, tf.float32, tf.float64)
 _FUSED_WEIGHTS = {"kernel_h", "h_dropout_mask"}
 
 _default = None
@@ -175,7 +179,8 @@ def _why_not(kernel: str, cell: Any, dtype: tf.DType, weights: Any):
     if kernel == "autodiff":
         return None
     if tf.as_dtype(dtype) not in _XLA_DTYPES:
-        return f"computes in {tf.as_dtype(dtype).name}, not float32/float64"
+        names = "/".join(supported.name for supported in _XLA_DTYPES)
+        return f"computes in {tf.as_dtype(dtype).name}, not {names}"
     if kernel == "fused_lstm":
         return fused_layout_problem(cell, weights)
     if not getattr(cell, "deterministic_step", True):

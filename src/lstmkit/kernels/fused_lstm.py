@@ -31,6 +31,12 @@ Backward, one step, with `dh`, `dc` the gradients reaching `h_t`, `c_t`:
     dz_f = dc~ * c_{t-1} * f * (1 - f)
     dh_{t-1} = (dz @ W_h^T) * mask_h + (v ? 0 : dh)
     dc_{t-1} = dc~ * f + (v ? 0 : dc)
+
+Precision: the matrix products, h and the saved pre-activations are in the
+dtype of `projected` (the compute dtype). The gates, c and the gradients
+carried between steps are in the dtype of `c0`. The two differ only under
+a mixed-precision policy, where c is float32 and the rest float16 or
+bfloat16, as in `lstmkit.LSTMCell.step`.
 """
 
 from typing import Any, NamedTuple
@@ -76,8 +82,10 @@ def run(
         projected: `[time, batch, 4 * units]`, the input part of every step
             (bias included).
         valid: bool `[time, batch]`, or `None` when every step is valid.
-        c0: `[batch, units]` initial cell state.
-        h0: `[batch, units]` initial output state.
+        c0: `[batch, units]` initial cell state, in the dtype of the gate
+            arithmetic.
+        h0: `[batch, units]` initial output state, in the dtype of
+            `projected`.
         kernel_h: `[units, 4 * units]` recurrent kernel.
         h_mask: optional `[batch, units]` recurrent dropout mask, applied to
             the h that feeds the recurrent product. It gets no gradient.
@@ -89,7 +97,7 @@ def run(
         after every step (copied through at invalid steps) and the final
         states.
     """
-    gate_bias = _gate_bias(layout, forget_bias, kernel_h)
+    gate_bias = _gate_bias(layout, forget_bias, c0.dtype)
     save = steps.gradients_may_be_taken()
 
     @tf.custom_gradient
@@ -128,6 +136,7 @@ def run(
                 valid,
                 kernel_h,
                 h_mask,
+                gate_bias,
                 layout,
             )
 
@@ -137,12 +146,26 @@ def run(
 
 
 def _gate_bias(
-    layout: GateLayout, forget_bias: float, kernel_h: tf.Tensor
+    layout: GateLayout, forget_bias: float, dtype: tf.DType
 ) -> tf.Tensor:
     """Returns `[4]`: the forget bias in the forget slot, zeros elsewhere."""
     values = [0.0] * 4
     values[layout.forget] = forget_bias
-    return tf.constant(values, kernel_h.dtype)
+    return tf.constant(values, dtype)
+
+
+def _as_dtype(tensor: tf.Tensor, dtype: tf.DType) -> tf.Tensor:
+    """Casts `tensor` to `dtype`, adding no op when it already has it."""
+    return tensor if tensor.dtype == dtype else tf.cast(tensor, dtype)
+
+
+def _gates(z: tf.Tensor, gate_bias: tf.Tensor, layout: GateLayout):
+    """Returns `(i, g, f, o)` in the gate dtype from `[batch, 4, units]` z.
+
+    `z` is in the compute dtype, without the forget bias.
+    """
+    z = _as_dtype(z, gate_bias.dtype) + gate_bias[:, None]
+    return _activate(z, layout)
 
 
 @tf.function(jit_compile=True, autograph=False)
@@ -153,25 +176,24 @@ def _forward(
 
     Returns:
         `(h_steps, c_steps, z_steps, c_final, h_final)` with z_steps
-        `[time, batch, 4, units]`, every block's pre-activation (forget
-        bias included). Without `save`, c_steps and z_steps are empty.
+        `[time, batch, 4, units]`, every block's pre-activation (without
+        the forget bias). Without `save`, c_steps and z_steps are empty.
     """
     time = tf.shape(projected)[0]
     batch = tf.shape(projected)[1]
     units = tf.shape(kernel_h)[0]
     dtype = projected.dtype
-    candidate = layout.candidate
     h_steps = tf.TensorArray(dtype, size=time)
-    c_steps = tf.TensorArray(dtype, size=time if save else 0)
+    c_steps = tf.TensorArray(c0.dtype, size=time if save else 0)
     z_steps = tf.TensorArray(dtype, size=time if save else 0)
 
     def body(t, c, h, h_steps, c_steps, z_steps):
         h_in = h if h_mask is None else h * h_mask
         z = projected[t] + tf.matmul(h_in, kernel_h)
-        z = tf.reshape(z, [batch, 4, units]) + gate_bias[:, None]
-        i, g, f, o = _activate(z, layout)
+        z = tf.reshape(z, [batch, 4, units])
+        i, g, f, o = _gates(z, gate_bias, layout)
         c_new = f * c + i * g
-        h_new = o * tf.tanh(c_new)
+        h_new = _as_dtype(o * tf.tanh(c_new), dtype)
         if valid is not None:
             live = valid[t][:, None]
             c_new = tf.where(live, c_new, c)
@@ -194,8 +216,8 @@ def _forward(
         maximum_iterations=time,
     )
     if not save:
-        unsaved = tf.zeros([0], dtype)
-        return h_steps.stack(), unsaved, unsaved, c_final, h_final
+        unsaved_c, unsaved_z = tf.zeros([0], c0.dtype), tf.zeros([0], dtype)
+        return h_steps.stack(), unsaved_c, unsaved_z, c_final, h_final
     return h_steps.stack(), c_steps.stack(), z_steps.stack(), c_final, h_final
 
 
@@ -212,12 +234,15 @@ def _activate(z: tf.Tensor, layout: GateLayout) -> tuple[tf.Tensor, ...]:
 def _empty_forward(projected, c0, h0):
     """Returns the forward results for zero steps."""
     batch, units = tf.shape(h0)[0], tf.shape(h0)[1]
-    none = tf.zeros(tf.stack([0, batch, units]), h0.dtype)
+    no_h = tf.zeros(tf.stack([0, batch, units]), h0.dtype)
+    no_c = tf.zeros(tf.stack([0, batch, units]), c0.dtype)
     blocks = tf.zeros(tf.stack([0, batch, 4, units]), h0.dtype)
-    return none, none, blocks, c0, h0
+    return no_h, no_c, blocks, c0, h0
 
 
-def _backward(upstream, saved, initial, valid, kernel_h, h_mask, layout):
+def _backward(
+    upstream, saved, initial, valid, kernel_h, h_mask, gate_bias, layout
+):
     """Gradients of the recurrence w.r.t. projected, c0, h0 and kernel_h."""
     d_h_steps, d_c_final, d_h_final = _zeros_for_none(upstream, saved, initial)
     h_steps, c_steps, gates = saved
@@ -236,6 +261,7 @@ def _backward(upstream, saved, initial, valid, kernel_h, h_mask, layout):
             valid,
             kernel_h,
             h_mask,
+            gate_bias,
             layout,
         ),
         lambda: (
@@ -275,19 +301,27 @@ def _backward_loop(
     valid,
     kernel_h,
     h_mask,
+    gate_bias,
     layout,
 ):
-    """Backward loop; returns `(d_projected, d_c0, d_h0, d_kernel_h)`."""
+    """Backward loop; returns `(d_projected, d_c0, d_h0, d_kernel_h)`.
+
+    dh and dc are carried in the gate dtype; dz is cast to the compute
+    dtype for the product with `W_h^T` and for `d_projected`.
+    """
     time = tf.shape(h_steps)[0]
     batch = tf.shape(h_steps)[1]
     units = tf.shape(kernel_h)[0]
+    dtype, gate_dtype = h_steps.dtype, c0.dtype
     h_prev = tf.concat([h0[None], h_steps[:-1]], axis=0)
     kernel_t = tf.transpose(kernel_h)
-    d_z = tf.TensorArray(h_steps.dtype, size=time)
+    d_z = tf.TensorArray(dtype, size=time)
+    if h_mask is not None:
+        h_mask_gates = _as_dtype(h_mask, gate_dtype)
 
     def body(t, dc, dh, d_z):
-        dh = dh + d_h_steps[t]
-        i, g, f, o = _activate(gates[t], layout)
+        dh = dh + _as_dtype(d_h_steps[t], gate_dtype)
+        i, g, f, o = _gates(gates[t], gate_bias, layout)
         c_prev = tf.where(t > 0, c_steps[tf.maximum(t - 1, 0)], c0)
         tanh_c = tf.tanh(c_steps[t])
         dh_live, dc_live = dh, dc
@@ -302,9 +336,10 @@ def _backward_loop(
         blocks[layout.forget] = dc_total * c_prev * f * (1.0 - f)
         blocks[layout.output] = dh_live * tanh_c * o * (1.0 - o)
         dz = tf.reshape(tf.stack(blocks, axis=1), [batch, 4 * units])
-        dh_prev = tf.matmul(dz, kernel_t)
+        dz = _as_dtype(dz, dtype)
+        dh_prev = _as_dtype(tf.matmul(dz, kernel_t), gate_dtype)
         if h_mask is not None:
-            dh_prev = dh_prev * h_mask
+            dh_prev = dh_prev * h_mask_gates
         dc_prev = dc_total * f
         if valid is not None:
             dh_prev += tf.where(live, tf.zeros_like(dh), dh)
@@ -316,12 +351,12 @@ def _backward_loop(
     _, d_c0, d_h0, d_z = tf.while_loop(
         lambda t, *_: t >= 0,
         body,
-        (time - 1, d_c_final, d_h_final, d_z),
+        (time - 1, d_c_final, _as_dtype(d_h_final, gate_dtype), d_z),
         maximum_iterations=time,
     )
     d_projected = d_z.stack()
     d_kernel_h = _kernel_gradient(h_prev, d_projected, h_mask)
-    return d_projected, d_c0, d_h0, d_kernel_h
+    return d_projected, d_c0, _as_dtype(d_h0, dtype), d_kernel_h
 
 
 def _kernel_gradient(h_prev, d_projected, h_mask):

@@ -96,11 +96,13 @@ class Bidirectional(keras.layers.Layer):
         self.backward_layer = backward_layer
         self.return_sequences = layer.return_sequences
         self.return_state = layer.return_state
-        if self.return_sequences:
-            # As in Keras: the flipped-back backward sequence would otherwise
-            # carry outputs into the padding from the wrong side.
-            self.forward_layer.zero_output_for_mask = True
-            self.backward_layer.zero_output_for_mask = True
+        # As in Keras, both copies output zeros at masked steps exactly
+        # when they return sequences. With sequences, the flipped-back
+        # backward sequence would otherwise carry outputs into the padding
+        # from the wrong side. Without, each copy returns its last valid
+        # output rather than zeros for a row that ends in padding.
+        self.forward_layer.zero_output_for_mask = self.return_sequences
+        self.backward_layer.zero_output_for_mask = self.return_sequences
         self.supports_masking = True
         # Records the unmasked-padding warning inside compiled functions.
         # It is not a weight, so get_weights() stays Keras' list.

@@ -1,6 +1,7 @@
 """`lstmkit.layers.LSTM`: a Keras layer on lstmkit's cell and driver."""
 
 import logging
+import numbers
 from typing import Any
 
 import keras
@@ -52,7 +53,9 @@ class LSTM(RNN):
         stateful: carry the final state of each batch into the next; needs
             a fixed batch size. `reset_states()` zeroes it.
         zero_output_for_mask: output zeros at masked steps with "keras"
-            semantics ("tf1" always does).
+            semantics ("tf1" always does). Without `return_sequences` the
+            output is then zeros for a row whose last step is masked, as
+            in Keras ("tf1" returns the final h).
         semantics: `"keras"` or `"tf1"`.
         use_peepholes, cell_clip, num_proj, proj_clip: the v1 options.
         forget_bias: added to the forget gate at every step; default 0 with
@@ -106,7 +109,8 @@ class LSTM(RNN):
             )
         for name, rate in (("dropout", dropout),
                            ("recurrent_dropout", recurrent_dropout)):
-            if not 0.0 <= rate < 1.0:
+            number = isinstance(rate, numbers.Real)
+            if not number or isinstance(rate, bool) or not 0 <= rate < 1:
                 raise ValueError(f"{name} must be in [0, 1); got {rate!r}.")
         cell = _make_cell(
             semantics,

@@ -30,9 +30,9 @@ def step_mask(
         bool `[batch, time]`, or `None` when every step is valid.
 
     Raises:
-        ValueError: the mask has the wrong shape, or mask and lengths
-            disagree (eagerly or at trace time).
-        tf.errors.InvalidArgumentError: they disagree when a graph runs.
+        ValueError: the mask has the wrong rank or shape, or mask and
+            lengths disagree (eagerly or at trace time).
+        tf.errors.InvalidArgumentError: the same, found when a graph runs.
     """
     from_lengths = None
     if sequence_length is not None:
@@ -46,9 +46,37 @@ def step_mask(
         raise ValueError(
             f"mask must be [batch, time]; got shape {mask.shape}."
         )
+    mask = _check_mask_shape(mask, batch, time)
     if from_lengths is None:
         return mask
     return _check_agreement(mask, from_lengths)
+
+
+def _check_mask_shape(mask: tf.Tensor, batch: Any, time: Any) -> tf.Tensor:
+    """Checks that `mask` has the inputs' batch and time sizes.
+
+    A mismatch of sizes known eagerly or at trace time raises `ValueError`.
+    Other sizes are checked when a graph runs, except under XLA, which drops
+    assertions.
+    """
+    expected = [tf.get_static_value(batch), tf.get_static_value(time)]
+    for size, want in zip(mask.shape, expected):
+        if size is not None and want is not None and size != int(want):
+            sizes = [None if w is None else int(w) for w in expected]
+            raise ValueError(
+                f"mask has shape {mask.shape} but the inputs have "
+                f"[batch, time] = {sizes}; pass one mask entry per input "
+                "step."
+            )
+    if tf.executing_eagerly():
+        return mask
+    check = tf.debugging.assert_equal(
+        tf.shape(mask, out_type=tf.int32),
+        tf.cast(tf.stack([batch, time]), tf.int32),
+        message="mask must have the [batch, time] shape of the inputs",
+    )
+    with tf.control_dependencies([check]):
+        return tf.identity(mask)
 
 
 def _check_agreement(mask: tf.Tensor, from_lengths: tf.Tensor) -> tf.Tensor:

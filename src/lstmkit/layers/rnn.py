@@ -31,6 +31,8 @@ class RNN(keras.layers.Layer):
     States, returned with `return_state` and accepted as `initial_state`,
     are a list in Keras' order: `[h, c]` for a cell whose state is an
     `LSTMStateTuple`, otherwise `tf.nest.flatten(state)` (`[h]` for a GRU).
+    Under a mixed-precision policy the outputs and h are in the compute
+    dtype and an LSTM's c is float32 (docs/precision.md).
 
     A cell with a `training` attribute (zoneout, DropConnect, variational
     dropout) runs with `cell.training` set to the layer's `training` call
@@ -48,7 +50,8 @@ class RNN(keras.layers.Layer):
         stateful: carry the final state of each batch into the next; needs
             a fixed batch size. `reset_states()` zeroes it.
         zero_output_for_mask: output zeros at masked steps instead of the
-            previous output.
+            previous output. Without `return_sequences`, the output is
+            then zeros for a row whose last step is masked, as in Keras.
         **kwargs: passed to `keras.layers.Layer`. Without `dtype` the
             layer takes the cell's, unless the cell was created without
             one. Such a cell is built in the layer's dtype.
@@ -131,6 +134,8 @@ class RNN(keras.layers.Layer):
                     shape=(batch, int(size)),
                     dtype=self.variable_dtype,
                     trainable=False,
+                    # Read unrounded under mixed precision, for a float32 c.
+                    autocast=False,
                     name=name,
                 )
                 for name, size in zip(names, sizes)
@@ -166,6 +171,7 @@ class RNN(keras.layers.Layer):
         sequence_length: Any = None,
     ) -> Any:
         inputs = validation.as_inputs(inputs, time_major=False)
+        validation.check_input_depth(self.cell, inputs)
         x = tf.transpose(inputs, [1, 0, 2])
         batch, time = tf.shape(inputs)[0], tf.shape(inputs)[1]
         valid = masks.step_mask(mask, sequence_length, batch, time)
@@ -191,6 +197,14 @@ class RNN(keras.layers.Layer):
                 self.state_variables, tf.nest.flatten(state)
             ):
                 variable.assign(value)
+        if self.zero_output_for_mask and valid is not None:
+            # As in Keras, the last output is then zeros for a row whose
+            # last step in reading order is masked. `valid[-1:]` keeps an
+            # empty time axis valid: there the last output is zeros anyway.
+            last_valid = tf.reduce_all(valid[-1:], axis=0)[:, None]
+            last_output = tf.where(
+                last_valid, last_output, tf.zeros([], last_output.dtype)
+            )
         return self._format(outputs, state, last_output)
 
     def _dropout(self, x: tf.Tensor, batch: Any, training: Any) -> tuple:
@@ -215,7 +229,14 @@ class RNN(keras.layers.Layer):
                 self.cell, state, batch, dtype, "initial_state"
             )
         if self.stateful:
-            values = [tf.convert_to_tensor(v) for v in self.state_variables]
+            # The variables are in the variable dtype (float32 under mixed
+            # precision) and each part is read in the dtype the cell
+            # keeps it in.
+            dtypes = tf.nest.flatten(self.cell.state_dtypes(dtype))
+            values = [
+                tf.cast(variable.value, part_dtype)
+                for variable, part_dtype in zip(self.state_variables, dtypes)
+            ]
             return tf.nest.pack_sequence_as(self.cell.state_size, values)
         return self.cell.zero_state(batch, dtype)
 
