@@ -5,7 +5,8 @@ import os
 import pathlib
 import platform
 import sys
-from typing import Any
+import tempfile
+from typing import Any, BinaryIO, Callable
 
 import numpy as np
 
@@ -64,14 +65,53 @@ def build_report(
     }
 
 
-def write_json(report: dict[str, Any], path: pathlib.Path) -> None:
-    """Writes `report` to `path` through a temporary file and a rename.
+def atomic_write(
+    path: pathlib.Path, write: Callable[[BinaryIO], None]
+) -> None:
+    """Writes a file through a temporary file in its folder and a rename.
 
-    A reader never sees a half-written file, even if the run is killed.
+    `write` fills the open temporary file. The file is flushed to disk and
+    then renamed over `path`, so a reader sees the old or the new content,
+    never a part, even if the process is killed. If `write` raises, the
+    temporary file is removed and `path` is left as it was.
     """
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(json.dumps(report, indent=2) + "\n")
-    os.replace(temporary, path)
+    descriptor, temporary = tempfile.mkstemp(
+        prefix=f".{path.name}.", suffix=".tmp", dir=path.parent
+    )
+    try:
+        with os.fdopen(descriptor, "wb") as file:
+            write(file)
+            file.flush()
+            os.fsync(file.fileno())
+        # mkstemp creates the file readable by its owner only; a report
+        # gets the permissions of a file created with open().
+        os.chmod(temporary, 0o666 & ~_umask())
+        os.replace(temporary, path)
+    except BaseException:
+        pathlib.Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def _umask() -> int:
+    # The umask can only be read by setting it, so set it back at once.
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def write_text(text: str, path: pathlib.Path) -> None:
+    """Writes UTF-8 text to `path` atomically (see `atomic_write`)."""
+    atomic_write(path, lambda file: file.write(text.encode("utf-8")))
+
+
+def write_json(report: dict[str, Any], path: pathlib.Path) -> None:
+    """Writes `report` as indented JSON to `path` atomically.
+
+    Raises:
+        TypeError: `report` contains a value that JSON cannot store.
+            `path` is left unchanged.
+    """
+    write_text(json.dumps(report, indent=2) + "\n", path)
 
 
 def plot_learning_curves(
@@ -109,7 +149,9 @@ def plot_learning_curves(
         axis.set_xticks(epochs)
     figure.suptitle(title)
     figure.tight_layout()
-    figure.savefig(path, dpi=110)
+    atomic_write(
+        path, lambda file: figure.savefig(file, format="png", dpi=110)
+    )
     plt.close(figure)
 
 

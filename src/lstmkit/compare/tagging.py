@@ -183,6 +183,16 @@ class TaggingTask(TaskData):
         )
         return tf.reduce_sum(losses * mask) / tf.reduce_sum(mask)
 
+    def loss_sum(
+        self, logits: tf.Tensor, labels: tf.Tensor, lengths: tf.Tensor
+    ) -> tf.Tensor:
+        """Sum of the cross-entropy over the valid tokens of a batch."""
+        mask = tf.sequence_mask(lengths, tf.shape(labels)[1], logits.dtype)
+        losses = tf.nn.sparse_softmax_cross_entropy_with_logits(
+            labels=labels, logits=logits
+        )
+        return tf.reduce_sum(losses * mask)
+
     def loss_weight(self, batch: Batch) -> float:
         return float(batch.lengths.sum())
 

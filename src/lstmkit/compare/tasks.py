@@ -78,6 +78,16 @@ class TaskData:
             )
         )
 
+    def loss_sum(
+        self, logits: tf.Tensor, labels: tf.Tensor, lengths: tf.Tensor
+    ) -> tf.Tensor:
+        """Sum of the cross-entropy terms that `loss` averages."""
+        return tf.reduce_sum(
+            tf.nn.sparse_softmax_cross_entropy_with_logits(
+                labels=labels, logits=logits
+            )
+        )
+
     def loss_weight(self, batch: Batch) -> float:
         """Number of loss terms the batch's mean loss averages over."""
         return float(len(batch.labels))

@@ -5,7 +5,12 @@ from typing import Any
 
 import numpy as np
 
-from lstmkit.compare.report import versions, write_json
+from lstmkit.compare.report import (
+    atomic_write,
+    versions,
+    write_json,
+    write_text,
+)
 from lstmkit.pitfalls.experiment import PitfallsResult
 
 JSON_NAME = "pitfalls.json"
@@ -51,13 +56,11 @@ def write_reports(
     out: pathlib.Path,
     title: str,
 ) -> None:
-    """Writes the JSON, the Markdown table and the PNG to `out`."""
+    """Writes the JSON, the Markdown table and the PNG to `out` atomically."""
     write_json(build_document(result, settings), out / JSON_NAME)
     command = settings.get("command", "")
     table = format_table(result)
-    (out / TABLE_NAME).write_text(
-        f"# {title}\n\n`{command}`\n\n{table}\n"
-    )
+    write_text(f"# {title}\n\n`{command}`\n\n{table}\n", out / TABLE_NAME)
     plot_curves(result, out / PLOT_NAME, title)
 
 
@@ -92,5 +95,7 @@ def plot_curves(
     axis.grid(True, alpha=0.3)
     axis.legend()
     figure.tight_layout()
-    figure.savefig(path, dpi=110)
+    atomic_write(
+        path, lambda file: figure.savefig(file, format="png", dpi=110)
+    )
     plt.close(figure)
