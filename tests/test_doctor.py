@@ -156,7 +156,7 @@ def test_wrong_state_count_reported():
     report = doctor.diagnose(doctor.FunctionAdapter(run, weight_format="v1"))
 
     assert report.exit_status == 2
-    assert "final state of 1 tensors" in report.error
+    assert "final state with 1 tensor(s)" in report.error
 
 
 def test_non_pair_result_reported():
