@@ -300,7 +300,7 @@ def test_cli_code_error(capsys):
         ("no_colon", "expected module:attribute"),
         ("missing/file.py:x", "File missing/file.py not found"),
         ("tests/doctor_gallery/examples.py:absent", "no attribute 'absent'"),
-        ("os:sep", "is a str, not an adapter"),
+        ("os:sep", "is of type str, not an adapter"),
         ("json:dumps", "json:dumps() raised TypeError"),
     ],
 )

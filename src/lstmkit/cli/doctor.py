@@ -114,9 +114,9 @@ def load_target(target: str) -> Any:
             ) from error
     if not isinstance(value, doctor.Adapter):
         raise TargetError(
-            f"{target} is a {type(value).__name__}, not an adapter. Wrap "
-            "your code in lstmkit.doctor.FunctionAdapter, KerasLayerAdapter "
-            "or ModuleAdapter."
+            f"{target} is of type {type(value).__name__}, not an "
+            "adapter. Wrap your code in lstmkit.doctor.FunctionAdapter, "
+            "KerasLayerAdapter or ModuleAdapter."
         )
     return value
 
