@@ -22,8 +22,8 @@ derandomized so that every run checks the same cases, and no example
 database. It took 30 to 100 s on 2 shared CPU cores, depending on
 their load. The tests marked `slow` draw new cases on every run, 200 per
 test by default, and `LSTMKIT_PROPERTY_EXAMPLES` sets another number.
-Their examples took 0.6 to 1.4 s each on the same machine, so the 1,200
-of a default slow run take an estimated 15 to 30 minutes:
+The 1,200 examples of a default slow run took 12 minutes on the same
+machine with no other load:
 
     pytest tests/test_properties.py -m slow
     LSTMKIT_PROPERTY_EXAMPLES=1000 pytest tests/test_properties.py -m slow
