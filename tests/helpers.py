@@ -314,3 +314,18 @@ def assert_close(actual, expected, label, atol, rtol=0.0, category=None):
         f"rtol={rtol:g}; worst element {tuple(int(i) for i in worst)}: "
         f"{actual[worst]!r} vs expected {expected[worst]!r}"
     )
+
+
+def torch_state_dict(units=4, depth=3, seed=0, dtype=np.float32) -> dict:
+    """Returns random weights of a one-layer `torch.nn.LSTM` state dict."""
+    rng = np.random.default_rng(seed)
+    shapes = {
+        "weight_ih_l0": (4 * units, depth),
+        "weight_hh_l0": (4 * units, units),
+        "bias_ih_l0": (4 * units,),
+        "bias_hh_l0": (4 * units,),
+    }
+    return {
+        key: rng.normal(size=shape).astype(dtype)
+        for key, shape in shapes.items()
+    }

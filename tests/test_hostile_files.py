@@ -26,6 +26,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from helpers import torch_state_dict
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tf_keras.src.layers.rnn.legacy_cells import GRUCell as V1GRUCell
@@ -281,20 +282,6 @@ def lstm_checkpoint(tmp_path_factory) -> tuple[bytes, bytes]:
     index = Path(f"{prefix}.index").read_bytes()
     data = Path(f"{prefix}.data-00000-of-00001").read_bytes()
     return index, data
-
-
-def torch_state_dict(units=4, depth=3, seed=0) -> dict[str, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    shapes = {
-        "weight_ih_l0": (4 * units, depth),
-        "weight_hh_l0": (4 * units, units),
-        "bias_ih_l0": (4 * units,),
-        "bias_hh_l0": (4 * units,),
-    }
-    return {
-        key: rng.normal(size=shape).astype(np.float32)
-        for key, shape in shapes.items()
-    }
 
 
 def assert_conversion_error(model_format, path, *fragments):

@@ -25,6 +25,7 @@ from helpers import (
     make_cell_pair,
     numpy_bidirectional_dynamic_rnn,
     numpy_dynamic_rnn,
+    torch_state_dict,
 )
 
 import lstmkit
@@ -515,18 +516,8 @@ def test_cell_rejects_argument(name):
     check_bad_call(CELL_CASES[name])
 
 
-def state_dict(units=2, depth=3, dtype=np.float32):
-    rng = np.random.default_rng(0)
-    shapes = {
-        "weight_ih_l0": (4 * units, depth),
-        "weight_hh_l0": (4 * units, units),
-        "bias_ih_l0": (4 * units,),
-        "bias_hh_l0": (4 * units,),
-    }
-    return {
-        key: rng.normal(size=shape).astype(dtype)
-        for key, shape in shapes.items()
-    }
+def state_dict(dtype=np.float32):
+    return torch_state_dict(units=2, seed=0, dtype=dtype)
 
 
 def without(mapping, key):

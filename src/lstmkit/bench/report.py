@@ -11,7 +11,6 @@ import csv
 import io
 import json
 import logging
-import os
 import pathlib
 from typing import Any
 
@@ -19,6 +18,7 @@ from lstmkit.bench import guard, tables
 from lstmkit.bench.cases import Case
 from lstmkit.bench.implementations import REGISTRY
 from lstmkit.bench.runner import Result
+from lstmkit.files import write_text
 
 logger = logging.getLogger(__name__)
 
@@ -168,16 +168,6 @@ def build_document(
         },
         "results": rows,
     }
-
-
-def write_text(text: str, path: pathlib.Path) -> None:
-    """Writes `path` through a temporary file and a rename.
-
-    A reader never sees a half-written file, even if the run is killed.
-    """
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(text, encoding="utf-8")
-    os.replace(temporary, path)
 
 
 def write_json(document: dict[str, Any], path: pathlib.Path) -> None:

@@ -5,12 +5,8 @@ from typing import Any
 
 import numpy as np
 
-from lstmkit.compare.report import (
-    atomic_write,
-    versions,
-    write_json,
-    write_text,
-)
+from lstmkit.compare.report import versions, write_json
+from lstmkit.files import atomic_write, write_text
 from lstmkit.pitfalls.experiment import PitfallsResult
 
 JSON_NAME = "pitfalls.json"
