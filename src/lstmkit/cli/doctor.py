@@ -1,4 +1,4 @@
-"""`lstmkit doctor`: tell why a hand-written LSTM differs from the built-in.
+"""`lstmkit doctor`: find why a hand-written LSTM differs from the built-in.
 
 TARGET names an adapter (`lstmkit.doctor.FunctionAdapter`,
 `KerasLayerAdapter` or `ModuleAdapter`) as `module:attribute` (imported
@@ -71,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
 
     from lstmkit import doctor
 
-    # The probes run lstmkit's reference cells many times; the kernel
+    # The probes run lstmkit's reference cells many times, and the kernel
     # choice that lstmkit.kernels logs for each at INFO is not about the
     # user's code.
     logging.getLogger("lstmkit.kernels").setLevel(logging.WARNING)

@@ -51,7 +51,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--format", dest="export_format", choices=FORMATS, required=True,
         help="savedmodel (a folder, dynamic batch and time), tflite (fixed "
-        "batch and time; fused sequence-LSTM ops where possible) or onnx "
+        "batch and time, fused sequence-LSTM ops where possible) or onnx "
         "(dynamic batch and time, run with onnxruntime)",
     )
     parser.add_argument(
@@ -103,7 +103,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--runs", type=positive_int, default=20,
-        help="timed calls per runtime; the median is printed (default: 20)",
+        help="timed calls per runtime, whose median is printed (default: 20)",
     )
     parser.add_argument(
         "--opset", type=positive_int, default=17,
@@ -186,7 +186,7 @@ def _out_path(args: argparse.Namespace, name: str) -> pathlib.Path:
     if out.exists() and out.is_dir() != (args.export_format == "savedmodel"):
         kind = "folder" if out.is_dir() else "file"
         raise ExportError(
-            f"--out {out} is a {kind}; a {args.export_format} export "
+            f"--out {out} is a {kind}, but a {args.export_format} export "
             "writes a " + ("folder." if kind == "file" else "file.")
         )
     if not out.parent.is_dir():

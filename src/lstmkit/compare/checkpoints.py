@@ -2,12 +2,12 @@
 
 One `tf.train.Checkpoint` contains both models' weights, both optimizers'
 state and a `TrainingState` (epoch, the data-order RNG, histories and the
-run's settings), so the two models can never be restored from different
-epochs. A `tf.train.CheckpointManager` writes one checkpoint per epoch,
-numbered by the epoch, and keeps the last `MAX_TO_KEEP`. TensorFlow writes
-a checkpoint's files under temporary names and updates the `checkpoint`
-index file last, through a rename, so a run killed while saving leaves the
-previous checkpoint as the latest one.
+run's settings). The two models therefore cannot be restored from
+different epochs. A `tf.train.CheckpointManager` writes one checkpoint per
+epoch, numbered by the epoch, and keeps the last `MAX_TO_KEEP`. TensorFlow
+writes a checkpoint's files under temporary names and updates the
+`checkpoint` index file last, through a rename. A run killed while saving
+therefore leaves the previous checkpoint as the latest one.
 """
 
 import json
@@ -30,8 +30,9 @@ CHECKPOINT_DIR = "checkpoints"
 CHECKPOINT_NAME = "epoch"
 MAX_TO_KEEP = 2
 STATE_KEY = "run_state/.ATTRIBUTES/py_state"
-# Settings that may change between a run and its resumption: none of them
-# changes the data order or the math of a step beyond float32 rounding.
+# Settings that may change between a run and its resumption, because none
+# of them changes the data order or the math of a step beyond float32
+# rounding.
 RESUMABLE_CHANGES = ("epochs", "strategy", "replicas", "deterministic")
 
 
@@ -56,9 +57,9 @@ class CheckpointStore:
     Args:
         directory: where this process reads checkpoints, normally
             `<out>/checkpoints`.
-        settings: the run's settings; a resumed run must match them in
+        settings: the run's settings. A resumed run must match them in
             everything but `RESUMABLE_CHANGES`.
-        write_directory: where this process writes checkpoints; defaults to
+        write_directory: where this process writes checkpoints, by default
             `directory`. A multi-worker run gives each non-chief worker a
             temporary folder here, because every worker must take part in
             saving but only the chief's files are kept.
@@ -99,7 +100,7 @@ class CheckpointStore:
         )
 
     def save(self, epoch: int) -> str:
-        """Writes the checkpoint of `epoch`; returns its path prefix."""
+        """Writes the checkpoint of `epoch` and returns its path prefix."""
         path = self._manager.save(checkpoint_number=epoch)
         logger.debug("Saved the checkpoint of epoch %d to %s", epoch, path)
         return path
@@ -122,8 +123,8 @@ class CheckpointStore:
             status.assert_existing_objects_matched()
         except AssertionError as error:
             raise ValueError(
-                f"checkpoint {path} does not fit these models ({error}); "
-                "resume with the options of the run that wrote it."
+                f"checkpoint {path} does not match these models ({error}). "
+                "Resume with the options of the run that wrote it."
             ) from None
         logger.info("Resumed from %s (epoch %d)", path, saved["epoch"])
         return int(saved["epoch"])
@@ -148,7 +149,7 @@ def latest_checkpoint(directory: pathlib.Path) -> str:
     path = tf.train.latest_checkpoint(str(directory))
     if path is None:
         raise ValueError(
-            f"no checkpoint found in {directory}; --resume needs the --out "
+            f"no checkpoint found in {directory}. --resume needs the --out "
             "folder of a run that finished at least one epoch."
         )
     return path
@@ -163,7 +164,7 @@ def read_state(path: str) -> dict[str, Any]:
     reader = tf.train.load_checkpoint(path)
     if not reader.has_tensor(STATE_KEY):
         raise ValueError(
-            f"checkpoint {path} was not written by lstmkit compare; choose "
+            f"checkpoint {path} was not written by lstmkit compare. Choose "
             "the --out folder of a compare run."
         )
     return json.loads(reader.get_tensor(STATE_KEY))
@@ -173,7 +174,7 @@ def check_settings(saved: dict[str, Any], current: dict[str, Any]) -> None:
     """Checks that a resumed run trains like the run it continues.
 
     Raises:
-        ValueError: a setting other than `RESUMABLE_CHANGES` differs; the
+        ValueError: a setting other than `RESUMABLE_CHANGES` differs. The
             message lists each one with both values.
     """
     keys = (set(saved) | set(current)) - set(RESUMABLE_CHANGES)

@@ -31,8 +31,9 @@ def op_determinism(enabled: bool) -> Iterator[None]:
 
 
 def _is_enabled() -> bool | None:
-    # NOTE: TensorFlow 2.21 exports only `enable_op_determinism`; the query
-    # and the switch back live in its private `framework.config` module.
+    # NOTE: TensorFlow 2.21 exports only `enable_op_determinism`, but the
+    # query and the switch back live in its private `framework.config`
+    # module.
     # Without them the setting stays on after the block.
     try:
         from tensorflow.python.framework import config

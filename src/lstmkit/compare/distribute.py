@@ -2,9 +2,9 @@
 
 Every worker computes the same epoch of global batches from the same seed.
 Each global batch is split by rows into one slice per replica, in replica
-order, and each input pipeline yields only the slices of its own replicas:
-the dataset is sharded by hand, so TensorFlow's auto-sharding is switched
-off. A replica's loss is its sum of loss terms divided by the number of
+order. Each input pipeline yields only the slices of its own replicas.
+Because the dataset is sharded by hand, TensorFlow's auto-sharding is
+switched off. A replica's loss is its sum of loss terms divided by the number of
 terms in the whole global batch. The optimizer sums the gradients over the
 replicas, so one step equals a single-device step on the global batch up
 to float32 rounding.
@@ -48,7 +48,7 @@ def split_cpu(count: int) -> None:
     except RuntimeError as error:
         raise ValueError(
             f"--cpu-devices {count} must be applied before TensorFlow "
-            f"starts, but it has already started ({error}); run the "
+            f"starts, but it has already started ({error}). Run the "
             "command in a fresh process."
         ) from error
 
@@ -81,7 +81,7 @@ def check_tf_config(text: str | None) -> None:
     """Checks that `TF_CONFIG` names a worker cluster and this worker.
 
     Raises:
-        ValueError: the variable is missing, is not JSON, or lacks
+        ValueError: the variable is missing, is not JSON, or is missing
             `cluster.worker` or `task`.
     """
     example = (
@@ -97,7 +97,7 @@ def check_tf_config(text: str | None) -> None:
         config = json.loads(text)
     except json.JSONDecodeError as error:
         raise ValueError(
-            f"{TF_CONFIG} is not valid JSON ({error}); set it as {example}."
+            f"{TF_CONFIG} is not valid JSON ({error}). Set it as {example}."
         ) from None
     workers = config.get("cluster", {}).get("worker") if isinstance(
         config, dict
@@ -105,8 +105,8 @@ def check_tf_config(text: str | None) -> None:
     task = config.get("task") if isinstance(config, dict) else None
     if not workers or not isinstance(task, dict):
         raise ValueError(
-            f"{TF_CONFIG} {text!r} lacks cluster.worker or task; set it "
-            f"as {example}."
+            f"{TF_CONFIG} {text!r} is missing cluster.worker or task. Set "
+            f"it as {example}."
         )
 
 

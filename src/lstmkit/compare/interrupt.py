@@ -21,7 +21,7 @@ def stop_on_sigterm() -> Iterator[Callable[[], bool]]:
         only sets the flag, so a checkpoint or report being written when
         the signal arrives is finished first.
 
-    Outside the main thread Python cannot install signal handlers; there
+    Outside the main thread Python cannot install signal handlers, so there
     the yielded function always returns false and SIGTERM keeps its
     previous handling.
     """
@@ -33,7 +33,7 @@ def stop_on_sigterm() -> Iterator[Callable[[], bool]]:
     def handle(signum: int, frame: object) -> None:
         if not received:
             logger.warning(
-                "Received SIGTERM; stopping after the current step."
+                "Received SIGTERM. Stopping after the current step."
             )
         received.append(signum)
 

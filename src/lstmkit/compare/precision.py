@@ -33,13 +33,13 @@ def check_reference(precision: str, reference: str, cell: str) -> None:
         return
     if reference == "v1":
         raise ValueError(
-            f"--precision {precision} needs --reference keras: the v1 "
-            "LSTMCell does not support Keras precision policies."
+            f"--precision {precision} needs --reference keras, because the "
+            "v1 LSTMCell does not support Keras precision policies."
         )
     if cell != "lstm":
         raise ValueError(
             f"--precision {precision} cannot train --cell {cell}, which is "
-            "compared with the v1 LSTMCell; drop one of the two options."
+            "compared with the v1 LSTMCell. Drop one of the two options."
         )
 
 
@@ -75,7 +75,7 @@ def uses_loss_scaling(precision: str) -> bool:
 def make_optimizer(
     learning_rate: float, loss_scaling: bool
 ) -> keras.optimizers.Optimizer:
-    """Creates Adam, wrapped in a dynamic `LossScaleOptimizer` if asked."""
+    """Creates Adam, wrapped in a dynamic `LossScaleOptimizer` if requested."""
     optimizer = keras.optimizers.Adam(learning_rate=learning_rate)
     if loss_scaling:
         return keras.optimizers.LossScaleOptimizer(optimizer)

@@ -60,8 +60,8 @@ class TrainingInterrupted(Exception):
     """Training stopped on request between two steps.
 
     Attributes:
-        epoch: the last completed epoch, 0 if none; its checkpoint, if
-            checkpoints are written, is the one to resume from.
+        epoch: the last completed epoch, 0 if none. When checkpoints are
+            written, that epoch's checkpoint is the one to resume from.
     """
 
     def __init__(self, epoch: int):
@@ -131,8 +131,8 @@ def make_train_step(
         _set_cells_training(model, True)
         with tf.GradientTape() as tape:
             logits = model(inputs, lengths, dropout_seed=dropout_seed)
-            # Under a mixed policy the logits are float16 or bfloat16; the
-            # softmax and the loss run in float32.
+            # Under a mixed policy the logits are float16 or bfloat16, so
+            # they are cast for a float32 softmax and loss.
             logits = tf.cast(logits, tf.float32)
             loss = task.loss(logits, labels, lengths)
             scaled_loss = optimizer.scale_loss(loss)

@@ -68,7 +68,8 @@ class Instance:
     Attributes:
         units: number of units per direction.
         input_depth: depth of the inputs it was created for.
-        bidirectional: whether outputs hold a forward and a backward half.
+        bidirectional: whether the outputs contain a forward and a backward
+            half.
         state_order: declared order of each direction's state pair.
         variables_fw: the forward direction's weights (all weights of a
             unidirectional LSTM).
@@ -165,7 +166,7 @@ class Instance:
                 f"{self._description} returned outputs of shape "
                 f"{tuple(outputs.shape)}; expected {expected} = {layout} "
                 f"with units={self.units}. Return the outputs of every "
-                "step (return_sequences=True); a BiLSTM concatenates the "
+                "step (return_sequences=True). A BiLSTM concatenates the "
                 "forward and backward outputs."
             )
         shapes = [tuple(state.shape) for state in states]
@@ -188,14 +189,15 @@ class Adapter:
         bidirectional: the code is a BiLSTM whose outputs concatenate the
             forward and backward directions.
         convention: the convention the code claims to follow, "v1",
-            "keras" or "torch"; None lets the doctor infer it.
+            "keras" or "torch". None lets the doctor infer it.
         state_order: "ch" when each direction's state is `(c, h)`, "hc"
             when it is `(h, c)`.
         reference_cell: for code that implements another lstmkit cell than
             the LSTM, a callable `units -> lstmkit.RecurrentCell` (such as
             `lstmkit.LayerNormLSTMCell`). The code's weights must then be
             the cell's `get_weights()` in order, one set per direction.
-        name: shown in the report; defaults to the wrapped object's name.
+        name: name shown in the report. Defaults to the wrapped object's
+            name.
 
     Raises:
         ValueError: `convention` or `state_order` is not a known value.
@@ -494,7 +496,7 @@ def _as_float_array(value: Any, prefix: str, path: str) -> np.ndarray:
 
     Raises:
         UserCodeError: the weight is not numeric (None, a string or an
-            object), so no variable can hold it.
+            object), so it cannot be stored in a variable.
     """
     try:
         array = np.asarray(value)

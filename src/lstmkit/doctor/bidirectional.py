@@ -150,7 +150,7 @@ def check_state_order(ctx: ProbeContext) -> CheckResult:
             if index == 0:
                 faults.append(
                     f"{label}no tensor of the final state equals the output "
-                    "at the last step, so the state holds no final h"
+                    "at the last step, so the state contains no final h"
                 )
             else:
                 texts.append(f"{label}not judged (backward outputs misaligned)")
@@ -318,8 +318,8 @@ def check_per_length(ctx: ProbeContext) -> CheckResult:
     if result.backward_difference > tol:
         length = LENGTHS[result.worst_row]
         evidence += (
-            f" (row {result.worst_row}, length {length} of {TIME}); the "
-            "backward direction reads padding, as a reversal of the whole "
+            f" (row {result.worst_row}, length {length} of {TIME}), because "
+            "the backward direction reads padding, as a reversal of the whole "
             "time axis does"
         )
         return CheckResult(

@@ -80,7 +80,7 @@ class ProbeContext:
     def run(
         self, inputs: np.ndarray, lengths: Any
     ) -> tuple[np.ndarray, list[np.ndarray]]:
-        """Runs the user's code; returns NumPy outputs and states."""
+        """Runs the user's code and returns NumPy outputs and states."""
         outputs, states = self.instance.run(
             inputs, np.asarray(lengths, np.int32)
         )
@@ -103,7 +103,7 @@ class ProbeContext:
             inputs: `[batch, time, input_depth]`.
             lengths: `[batch]`.
             loss_fn: `loss_fn(outputs, states) -> scalar`.
-            variables: weights to differentiate; all by default.
+            variables: weights to differentiate, all of them by default.
 
         Returns:
             `(weight_gradients, input_gradient)`, zeros where a weight does
@@ -130,7 +130,7 @@ class ProbeContext:
         return dense[:-1], dense[-1]
 
     def cached(self, key: str, compute: Callable[[], Any]) -> Any:
-        """Computes a finding once; a `UserCodeError` is cached too."""
+        """Computes a finding once and caches it, a `UserCodeError` too."""
         if key not in self._cache:
             try:
                 self._cache[key] = compute()

@@ -16,7 +16,8 @@ bias lives and the default initialization:
 
 The storage format (one concatenated kernel, split kernels, or PyTorch's
 transposed matrices with two biases) is separate: `lstmkit.doctor.weights`
-finds it from the shapes, and the convention says what the numbers mean.
+finds it from the shapes, and the convention defines what the numbers
+mean.
 """
 
 import dataclasses

@@ -84,7 +84,7 @@ def check_divergence(ctx: ProbeContext) -> CheckResult:
     if first == 0:
         fix = (
             "The first step already differs, so the input projection, bias "
-            "or activations differ; " + fix[0].lower() + fix[1:]
+            "or activations differ. " + fix
         )
     return CheckResult(CHECK, TITLE, FAULT, evidence, fix, data)
 

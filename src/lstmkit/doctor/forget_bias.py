@@ -5,7 +5,7 @@ Two numbers make up the forget bias at the start of training:
 * the run-time part `a`, added to the forget pre-activation at every step.
   The probe runs two equal time steps (so that any reversal of a BiLSTM
   reads the same inputs) with random weights in the code's gate order and
-  finds the `a` with which lstmkit's cell reproduces the second step;
+  finds the `a` with which lstmkit's cell reproduces the second step.
 * the stored part `s`, the initial forget block of the bias, read from the
   weights the code creates (when the adapter has a constructor).
 
@@ -138,7 +138,7 @@ def _add_stored(ctx: ProbeContext, measured: list[ForgetBias]) -> None:
         samples = initialization.fresh_weights(ctx)
     except weights.LayoutError:
         # The initialization check reports weights that change format at
-        # its size; the stored part then stays unmeasured.
+        # its size, so the stored part stays unmeasured here.
         samples = None
     if samples is None:
         return
@@ -271,7 +271,8 @@ _FIXES = {
     "pre-activation at every step: sigmoid(f + 1.0).",
     "keras": "Add nothing at run time and start the forget block of the "
     "bias at 1 (unit_forget_bias=True).",
-    "torch": "Add nothing at run time; PyTorch keeps any forget offset in "
+    "torch": "Add nothing at run time, because PyTorch keeps any forget "
+    "offset in "
     "bias_ih + bias_hh.",
 }
 

@@ -13,7 +13,7 @@ convention:
 * torch: every weight and each bias from `U(-1/sqrt(units), 1/sqrt(units))`.
 
 The forget block of the bias is left to the forget-bias check. Uniform
-draws are compared with a Kolmogorov-Smirnov test; a p-value below
+draws are compared with a Kolmogorov-Smirnov test, and a p-value below
 `_ALPHA` is a fault.
 """
 
@@ -41,7 +41,7 @@ INIT_UNITS = 32
 INIT_SAMPLES = 3
 # Significance level of the KS test. It is small because the gallery runs
 # many correct implementations, each with several tests, and a false fault
-# must stay rare; a wrong limit of 10% is still found at p < 1e-30.
+# must stay rare. A wrong limit of 10% is still found at p < 1e-30.
 _ALPHA = 1e-6
 # Largest |R @ R.T - I| of an orthogonal float32 recurrent kernel. Keras'
 # orthogonal initializer gives about 1e-6.

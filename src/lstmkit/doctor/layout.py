@@ -206,7 +206,7 @@ def check_layout(ctx: ProbeContext) -> CheckResult:
     if finding is None:
         return CheckResult(
             CHECK, TITLE, SKIPPED,
-            "the code implements a custom cell; its weights are passed "
+            "the code implements a custom cell, whose weights are passed "
             "in the reference cell's own order",
         )
     if finding.problem:

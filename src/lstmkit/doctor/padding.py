@@ -14,8 +14,8 @@ and work for any cell:
 * NaN padding reaches no output or state. NaN weight gradients with finite
   outputs are a warning, not a fault: the v1 built-in has them too.
 
-For a BiLSTM only directions whose outputs are aligned are judged here;
-the bidirectional checks report the others.
+For a BiLSTM only directions whose outputs are aligned are judged here.
+The bidirectional checks report the others.
 """
 
 import dataclasses
@@ -236,7 +236,7 @@ def check_state(ctx: ProbeContext) -> CheckResult:
     if finding is None:
         return CheckResult(
             check, title, SKIPPED,
-            "the final state holds no h (see state_order)",
+            "the final state contains no h (see state_order)",
         )
     _, note = judged_halves(ctx)
     evidence = "; ".join(finding.faults + finding.texts) + note

@@ -1,7 +1,7 @@
 """The references the probes compare user code with.
 
 `lstmkit.dynamic_rnn` and `bidirectional_dynamic_rnn` over an lstmkit cell
-are the reference; the real `tf.compat.v1.nn` functions with the v1
+are the reference. The real `tf.compat.v1.nn` functions with the v1
 `LSTMCell` are a second oracle for LSTM code. The searches for the gate
 order and the forget bias call the lstmkit cell one step at a time, which
 is the same step the driver runs.

@@ -11,7 +11,7 @@ show their format by shape alone:
   [4 * units, units]`, `bias_ih` and `bias_hh [4 * units]`.
 
 Biases are optional. The gate order inside the blocks is not visible in the
-shapes; `lstmkit.doctor.layout` finds it by running the code.
+shapes, so `lstmkit.doctor.layout` finds it by running the code.
 
 Canonical weights are the v1 cell's: blocks i, j, f, o, the input rows of
 the kernel before the recurrent rows, and one bias.
@@ -63,7 +63,7 @@ class CanonicalWeights:
     Attributes:
         kernel_x: `[input_depth, 4 * units]`.
         kernel_h: `[units, 4 * units]`.
-        biases: each `[4 * units]`; PyTorch's two biases stay separate.
+        biases: each `[4 * units]`. PyTorch's two biases stay separate.
     """
 
     kernel_x: np.ndarray

@@ -7,7 +7,7 @@ batch with variable lengths, and the result has the max abs difference
 from the model's TensorFlow outputs, the file size and the latency.
 
 Every exported model takes `inputs` (float32 `[batch, time, depth]`) and
-`lengths` (int32 `[batch]`) and returns `outputs`; see
+`lengths` (int32 `[batch]`) and returns `outputs`, as defined in
 `lstmkit.export.serving`.
 """
 
@@ -91,7 +91,7 @@ def export_model(
         time_steps: steps of the probe batch, and the fixed number of
             steps of the TFLite model.
         seed: seed of the probe batch.
-        runs: timed calls per runtime; the median is reported.
+        runs: timed calls per runtime. The median is reported.
         opset: the ONNX opset.
 
     Raises:

@@ -14,7 +14,7 @@ logger = logging.getLogger(__name__)
 
 
 class ExportError(ValueError):
-    """An invalid model, path or option; the message names the fix."""
+    """An invalid model, path or option. The message names the fix."""
 
 
 def load_model(path: pathlib.Path) -> keras.Model:
@@ -121,7 +121,7 @@ def check_model(model: keras.Model, source: str) -> None:
     returns one tensor and contains an lstmkit recurrent layer.
 
     Raises:
-        ExportError: one of these does not hold; the message names it.
+        ExportError: one of these conditions fails. The message names it.
     """
     if not recurrent_layers(model):
         raise ExportError(_no_layer_message(model, source))

@@ -49,8 +49,8 @@ class Measurement:
 
     Attributes:
         runtime: what ran, such as "tflite (fused)".
-        path: the exported file or folder; `None` for TensorFlow itself.
-        size_bytes: its size on disk; `None` for TensorFlow itself.
+        path: the exported file or folder, or `None` for TensorFlow itself.
+        size_bytes: its size on disk, or `None` for TensorFlow itself.
         latency_ms: median wall time of one call on the probe batch.
         difference: max abs difference from the TensorFlow outputs.
         details: further facts, such as the TFLite ops.

@@ -68,7 +68,7 @@ def run_in_fresh_process(
         `(outputs, median latency in ms)` measured in that process.
 
     Raises:
-        RuntimeError: the process failed; the message has its stderr.
+        RuntimeError: the process failed. The message contains its stderr.
     """
     with tempfile.TemporaryDirectory(prefix="lstmkit-export-") as folder:
         probe_file = pathlib.Path(folder) / "probe.npz"

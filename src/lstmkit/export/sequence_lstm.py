@@ -1,27 +1,28 @@
 """Export-friendly replacements for lstmkit's LSTM layers.
 
-`replace_lstm_layers` clones a model with new layers in place of each
-`lstmkit.layers.RNN` (and so `LSTM`) that runs the standard LSTM step and
-each `lstmkit.layers.Bidirectional` of two such layers. The new layers run
-the whole sequence in one `tf.function` marked as a composite Keras LSTM:
+`replace_lstm_layers` clones a model and puts a new layer in place of each
+`lstmkit.layers.RNN` (and so each `LSTM`) that runs the standard LSTM step.
+It does the same for each `lstmkit.layers.Bidirectional` of two such
+layers. The new layers run the whole sequence in one `tf.function` marked
+as a composite Keras LSTM:
 
 * The TFLite converter (TensorFlow 2.21, `PrepareCompositeFunctionsPass`)
-  replaces a function whose `api_implements` attribute starts with
-  `"lstm_"` and that has a `time_major` attribute by one
-  `UNIDIRECTIONAL_SEQUENCE_LSTM` op. The function must take six
-  arguments `(inputs, init_h, init_c, kernel, recurrent_kernel, bias)` in
-  Keras' layout (gates i, f, c, o) and return five results, of which only
-  the first two (last output, all outputs) may be used. The initial
-  states (so the batch size) and the weights need static shapes.
+  replaces such a function by one `UNIDIRECTIONAL_SEQUENCE_LSTM` op when
+  its `api_implements` attribute starts with `"lstm_"` and it has a
+  `time_major` attribute. The function must take six arguments
+  `(inputs, init_h, init_c, kernel, recurrent_kernel, bias)` in Keras'
+  layout (gates i, f, c, o). It must return five results, and only the
+  first two (last output, all outputs) may be used. The weights and the
+  initial states, and so the batch size, need static shapes.
 * Other runtimes (tf2onnx, TensorFlow itself) run the function's body,
   a plain `tf.while_loop` of the same step.
 
 The fused op has no sequence-length input, so the layers handle lengths
-around it: the backward direction reverses each row within its length
-(`tf.reverse_sequence`) before the op, and steps past a row's length are
-set afterwards to what lstmkit outputs there (zeros, or the last valid
-output with Keras' masking rule). A step `t < length` only depends on
-steps before it, so the op's outputs there are exact.
+around it. Before the op, the backward direction reverses each row within
+its length (`tf.reverse_sequence`). After the op, steps past a row's length
+are set to what lstmkit outputs there: zeros, or the last valid output
+under Keras' masking rule. A step `t < length` depends only on the steps
+before it, so the op's outputs there are exact.
 """
 
 import logging
@@ -201,14 +202,14 @@ def make_sequence_lstm() -> Any:
 class SequenceLSTM(keras.layers.Layer):
     """Runs an lstmkit LSTM layer through one composite sequence function.
 
-    It reads the weights of the wrapped layer, so it has none of its own,
-    and is meant for export graphs only.
+    It reads the weights of the wrapped layer, so it has none of its own.
+    It is meant for export graphs only.
 
     Args:
         layer: a built `lstmkit.layers.RNN` with a standard LSTM cell,
             see `unfusable_reason`.
-        zero_output_for_mask: output zeros at masked steps; `None` takes
-            the wrapped layer's rule.
+        zero_output_for_mask: whether masked steps output zeros. `None`
+            takes the wrapped layer's rule.
     """
 
     def __init__(
@@ -226,7 +227,7 @@ class SequenceLSTM(keras.layers.Layer):
         self._sequence_lstm = make_sequence_lstm()
 
     def build(self, input_shape: Any) -> None:
-        """Marks the layer built; the weights belong to the wrapped layer."""
+        """Marks the layer built, because the wrapped layer owns the weights."""
         self.built = True
 
     def call(
@@ -298,8 +299,8 @@ class SequenceLSTM(keras.layers.Layer):
         else:
             outputs = tf.where(valid, outputs, last[:, None, :])
 
-        # Keep the static batch and time for the layers after this one:
-        # the converter needs static shapes for their loops' lists.
+        # Keep the static batch and time for the layers after this one,
+        # because the converter needs static shapes for their loops' lists.
         units = cell.output_size
         outputs.set_shape(inputs.shape[:2].concatenate([units]))
         last.set_shape(inputs.shape[:1].concatenate([units]))
@@ -332,7 +333,7 @@ class SequenceBidirectional(keras.layers.Layer):
         self.supports_masking = True
 
     def build(self, input_shape: Any) -> None:
-        """Marks the layer built; the weights belong to the wrapped layer."""
+        """Marks the layer built, because the wrapped layer owns the weights."""
         self.built = True
 
     def call(self, inputs: Any, mask: Any = None) -> Any:

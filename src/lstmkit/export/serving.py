@@ -5,9 +5,9 @@ arguments `inputs` (float32 `[batch, time, depth]`) and `lengths` (int32
 `[batch]`, right padding) and one result, `outputs`.
 
 The functions are traced with lstmkit's `autodiff` kernel, a plain
-`tf.while_loop`: the `fused_lstm` and `derived` kernels run inside
-`tf.function(jit_compile=True)`, which needs XLA in the serving binary and
-which the TFLite converter and tf2onnx do not read.
+`tf.while_loop`. The `fused_lstm` and `derived` kernels are not used
+because they run inside `tf.function(jit_compile=True)`. That needs XLA in
+the serving binary, and the TFLite converter and tf2onnx do not read it.
 """
 
 import logging

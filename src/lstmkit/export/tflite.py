@@ -3,8 +3,9 @@
 * `fused`: the model with each standard lstmkit LSTM replaced by
   `lstmkit.export.sequence_lstm.SequenceLSTM`, whose composite function
   the converter turns into `UNIDIRECTIONAL_SEQUENCE_LSTM`. A
-  `Bidirectional` becomes two such ops: TensorFlow 2.21's converter has no
-  rule that emits `BIDIRECTIONAL_SEQUENCE_LSTM` from a TensorFlow graph.
+  `Bidirectional` becomes two such ops, because TensorFlow 2.21's converter
+  has no rule that emits `BIDIRECTIONAL_SEQUENCE_LSTM` from a TensorFlow
+  graph.
 * `loop`: the model as it is, with lstmkit's `autodiff` kernel, which the
   converter turns into a `WHILE` op per direction.
 
@@ -78,12 +79,12 @@ def convert(
 ) -> bytes:
     """Converts `model` with a fixed input shape to a TFLite flatbuffer.
 
-    The converter reads a SavedModel: only its SavedModel importer keeps
-    the composite LSTM functions whole until the fusion pass runs.
+    The converter reads a SavedModel, because only its SavedModel importer
+    keeps the composite LSTM functions whole until the fusion pass runs.
 
     Raises:
-        RuntimeError: the converter failed; the message has its first
-            error line.
+        RuntimeError: the converter failed. The message contains its
+            first error line.
     """
     serve = serving.serving_function(model, depth, batch, time_steps)
     with tempfile.TemporaryDirectory(prefix="lstmkit-tflite-") as folder:
@@ -166,8 +167,8 @@ def export(
 def op_counts(content: bytes) -> collections.Counter:
     """Counts the builtin ops of a TFLite flatbuffer."""
     interpreter = make_interpreter(content)
-    # NOTE: `_get_ops_details` is private in TensorFlow 2.21's interpreter;
-    # the public Analyzer only prints its report.
+    # NOTE: `_get_ops_details` is private in TensorFlow 2.21's interpreter,
+    # but the public Analyzer only prints its report.
     return collections.Counter(
         op["op_name"] for op in interpreter._get_ops_details()
     )
